@@ -1,0 +1,49 @@
+# Two commands: `make demo` (main job on the embedded default) and `make test`.
+# Both set up a project-local virtual environment first (idempotent; redone when a requirements
+# file changes). GPU=1 installs onnxruntime-gpu instead of onnxruntime (never both).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+GPU ?= 0
+ORT_REQUIREMENTS := requirements/onnxruntime-$(if $(filter 1,$(GPU)),gpu,cpu).txt
+STAMP := $(VENV)/.diffret-installed-$(if $(filter 1,$(GPU)),gpu,cpu)
+DATA ?=
+DEMO_OUTPUT ?= runs/demo
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test bench-speed bench-quality clean
+
+setup: $(STAMP)
+
+$(STAMP): setup.py requirements/pyserini-2.4.0.txt $(ORT_REQUIREMENTS) Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	# The pinned CPU build first: an unpinned torch would pull a multi-GB CUDA build.
+	$(PIP) install torch==2.13.0
+	# Pyserini 2.4.0 declares Python >=3.12 but runs on 3.11: install it alone, then its dependencies.
+	$(PIP) install --no-deps --ignore-requires-python pyserini==2.4.0
+	$(PIP) install -r requirements/pyserini-2.4.0.txt
+	$(if $(filter 1,$(GPU)),-$(PIP) uninstall -y onnxruntime,-$(PIP) uninstall -y onnxruntime-gpu)
+	$(PIP) install -r $(ORT_REQUIREMENTS)
+	$(PIP) install -e ".[test,train]"
+	$(if $(filter 1,$(GPU)),$(PIP) uninstall -y onnxruntime && $(PIP) install --force-reinstall --no-deps -r $(ORT_REQUIREMENTS))
+	# Editable installs do not place the start-up hook that registers `--encoder diffret`.
+	$(BIN)/python -m pyserini_diffret.hook install
+	rm -f $(VENV)/.diffret-installed-*
+	touch $@
+
+demo: setup
+	$(BIN)/python -m pyserini_diffret.run --output $(DEMO_OUTPUT) $(if $(DATA),--data $(DATA),--sample)
+
+test: setup
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS) tests
+
+bench-speed: setup
+	$(BIN)/python benchmarks/speed.py
+
+bench-quality: setup
+	$(BIN)/python benchmarks/quality.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

