@@ -67,25 +67,28 @@ def _wordpiece_tokenizer():
                              cls_token="[CLS]", mask_token="[MASK]")
 
 
-def make_mlm(folder: Path, hidden: int = 32, seed: int = 0) -> Path:
+def make_mlm(folder: Path, seed: int = 0, hidden: int = 32, layers: int = 2, vocab_size: int | None = None) -> Path:
     from transformers import BertConfig, BertForMaskedLM
 
     torch.manual_seed(seed)
     tokenizer = _wordpiece_tokenizer()
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=256)
+    config = BertConfig(vocab_size=vocab_size or len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=512)
     BertForMaskedLM(config).eval().save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 
 
-def _decoder(folder: Path, family: str, tokenizer, seed: int) -> Path:
+def _decoder(folder: Path, family: str, tokenizer, seed: int, hidden: int = 32, layers: int = 2,
+             vocab_size: int | None = None) -> Path:
+    """A random decoder; ``vocab_size`` may exceed the tokenizer's (as Dream's 152064 > its tokenizer)."""
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(seed)
     config_cls, model_cls = (Qwen2Config, Qwen2ForCausalLM) if family == "qwen2" else (LlamaConfig, LlamaForCausalLM)
-    config = config_cls(vocab_size=len(tokenizer) + 5, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+    config = config_cls(vocab_size=vocab_size or len(tokenizer) + 5, hidden_size=hidden, intermediate_size=2 * hidden,
+                        num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                        max_position_embeddings=2048,
                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
                         tie_word_embeddings=False)
     model_cls(config).eval().save_pretrained(folder)
@@ -93,26 +96,26 @@ def _decoder(folder: Path, family: str, tokenizer, seed: int) -> Path:
     return folder
 
 
-def make_dream(folder: Path, seed: int = 1) -> Path:
+def make_dream(folder: Path, seed: int = 1, **size) -> Path:
     tokenizer = _bpe_tokenizer(["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|mask|>"])
     tokenizer.eos_token, tokenizer.pad_token = "<|endoftext|>", "<|endoftext|>"
     tokenizer.chat_template = QWEN_TEMPLATE
-    return _decoder(folder, "qwen2", tokenizer, seed)
+    return _decoder(folder, "qwen2", tokenizer, seed, **size)
 
 
-def make_llada(folder: Path, seed: int = 2) -> Path:
+def make_llada(folder: Path, seed: int = 2, **size) -> Path:
     tokenizer = _bpe_tokenizer(["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
                                 "<|eot_id|>", "<|mdm_mask|>"])
     tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token = "<|begin_of_text|>", "<|end_of_text|>", "<|end_of_text|>"
     tokenizer.chat_template = LLAMA3_TEMPLATE
-    return _decoder(folder, "llama", tokenizer, seed)
+    return _decoder(folder, "llama", tokenizer, seed, **size)
 
 
-def make_ar(folder: Path, seed: int = 3) -> Path:
+def make_ar(folder: Path, seed: int = 3, **size) -> Path:
     tokenizer = _bpe_tokenizer(["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
     tokenizer.eos_token, tokenizer.pad_token = "<|endoftext|>", "<|endoftext|>"
     tokenizer.chat_template = QWEN_TEMPLATE
-    return _decoder(folder, "qwen2", tokenizer, seed)
+    return _decoder(folder, "qwen2", tokenizer, seed, **size)
 
 
 BUILDERS = {"mlm": make_mlm, "dream": make_dream, "llada": make_llada, "ar": make_ar}
