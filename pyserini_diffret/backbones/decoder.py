@@ -93,6 +93,9 @@ class DecoderBackbone(Backbone):
         head = model.get_output_embeddings()
         inner = getattr(model, "model", None)
         if inner is None or getattr(model.config, "model_type", "") == "llada":
+            if getattr(model.config, "weight_tying", False):
+                # The head is the input embedding there: swapping it would also remove the embeddings.
+                raise NotImplementedError("LLaDA variants with tied input/output embeddings are not supported")
             # LLaDA's remote code computes logits inside its base model: run the whole model with the
             # LM head swapped for a pass-through, so that its "logits" are the final hidden states.
             model.set_output_embeddings(_Passthrough())

@@ -1,5 +1,273 @@
-"""Register the ``diffret`` encoders in Pyserini's command-line tools (filled in by the workflow layer)."""
+"""Register the ``diffret`` encoders in Pyserini's own commands and classes.
+
+Pyserini 2.4 has no plugin mechanism. Everything below runs only when the Pyserini module concerned is
+imported (``module_hooks``), never at interpreter start, and leaves every other encoder's behaviour as
+it was:
+
+- ``pyserini.encode``: ``"diffret"`` becomes the *first* key of ``document_encoder_class_map`` and
+  ``query_encoder_class_map`` (both commands pick the first key that is a substring of ``--encoder``).
+  The values are small factories that import our classes when called.
+- ``pyserini.encode.__main__`` and ``pyserini.search.faiss.__main__`` (source rewrites, line numbers
+  kept): ``diffret`` joins the hard-coded ``--encoder-class`` choices; a model folder that carries a
+  ``diffret_config.json`` selects ``diffret`` when no class is given; right after ``init_encoder`` the
+  encode command configures our encoder from its arguments: dense vectors with ``--to-faiss``, impact
+  vectors otherwise; FAISS ``--dimension`` from the model unless given; ``--max-length`` only when given
+  (else the model's configured passage length); ``--batch-size`` as the model's batch.
+- ``pyserini.search.lucene._impact_searcher``: ``LuceneImpactSearcher("...", "diffret")`` (and
+  ``--impact --encoder diffret``) builds our impact query encoder. Its ``min_idf`` default keeps query
+  terms that occur in every document (``-1``) for our encoder; an explicit ``--min-idf``/``min_idf=``
+  is honoured. Other encoders keep Pyserini's default ``0`` (the ``--min-idf`` default of
+  ``pyserini.search.lucene.__main__`` becomes an ``int`` subclass equal to 0 that marks "not given").
+- ``pyserini.search.faiss._searcher``: ``FaissSearcher(index, "diffret")`` builds our dense encoder.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import re
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+from pyserini_diffret.integration.module_hooks import after_import, rewrite_source
+
+KEY = "diffret"
+CONFIG_NAME = "diffret_config.json"  # same as pyserini_diffret.core.config.CONFIG_NAME (kept import-free)
+KEEP_ALL_MIN_IDF = -1
+_MARK = "_diffret_registration"
+_IMPORT = f"import argparse; import pyserini_diffret.integration.registration as {_MARK}"
+
+
+class _DefaultMinIdf(int):
+    """Pyserini's ``--min-idf`` default (0), marked so that our encoder can tell "not given" apart."""
+
+    def __repr__(self) -> str:
+        return "0"
+
+
+DEFAULT_MIN_IDF = _DefaultMinIdf(0)
+
+
+# -- selection ----------------------------------------------------------------------------------------
+def is_diffret_folder(name: Any) -> bool:
+    try:
+        path = Path(os.fspath(name)).expanduser()
+        return path.is_dir() and (path / CONFIG_NAME).is_file()
+    except (TypeError, OSError):
+        return False
+
+
+def is_diffret_name(name: Any) -> bool:
+    """Pyserini's rule (``diffret`` is a substring of the name, any case), or a DiffRetriever model folder."""
+    if not isinstance(name, (str, os.PathLike)):
+        return False
+    return KEY in os.fspath(name).lower() or is_diffret_folder(name)
+
+
+def class_hint(encoder: Any, encoder_class: str | None) -> str | None:
+    """``--encoder-class`` as given, or ``diffret`` for a model folder with a ``diffret_config.json``."""
+    if encoder_class is None and encoder is not None and is_diffret_folder(encoder):
+        return KEY
+    return encoder_class
+
+
+class _LazyClass:
+    """Stands in for one of our classes in Pyserini's class maps; imports it when first called."""
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module, self.__name__ = module, name
+
+    def resolve(self) -> type:
+        import importlib  # noqa: PLC0415
+
+        return getattr(importlib.import_module(self.module), self.__name__)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.resolve()(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<lazy {self.module}.{self.__name__}>"
+
+
+DOCUMENT_ENCODER = _LazyClass("pyserini_diffret.encoders.document", "DiffRetDocumentEncoder")
+DENSE_QUERY_ENCODER = _LazyClass("pyserini_diffret.encoders.query", "DiffRetDenseQueryEncoder")
+IMPACT_QUERY_ENCODER = _LazyClass("pyserini_diffret.encoders.query", "DiffRetImpactQueryEncoder")
+
+
+def _put_first(mapping: dict, key: str, value: Any) -> None:
+    """Make ``key`` the first entry of ``mapping``, in place (other modules hold the same dict)."""
+    items = [(k, v) for k, v in mapping.items() if k != key]
+    mapping.clear()
+    mapping[key] = value
+    mapping.update(items)
+
+
+# -- module patches -----------------------------------------------------------------------------------
+def patch_encode_package(module) -> None:
+    _put_first(module.document_encoder_class_map, KEY, DOCUMENT_ENCODER)
+    _put_first(module.query_encoder_class_map, KEY, DENSE_QUERY_ENCODER)
+
+
+def _is_diffret_impact_encoder(query_encoder: Any) -> bool:
+    if isinstance(query_encoder, (str, os.PathLike)):
+        return is_diffret_name(query_encoder) and not os.path.isfile(query_encoder)
+    return bool(getattr(query_encoder, "diffret_impact", False))
+
+
+def patch_impact_searcher(module) -> None:
+    cls = module.LuceneImpactSearcher
+    if getattr(cls.__init__, "__diffret__", False):
+        return
+    original_init = cls.__init__
+    original_from_str = cls.__dict__["_init_query_encoder_from_str"].__func__
+
+    @functools.wraps(original_init)
+    def __init__(self, index_dir, query_encoder, min_idf=DEFAULT_MIN_IDF, *args, **kwargs):
+        encoder_type = kwargs.get("encoder_type", args[0] if args else "pytorch")
+        if isinstance(min_idf, _DefaultMinIdf) and encoder_type == "pytorch" and _is_diffret_impact_encoder(query_encoder):
+            min_idf = KEEP_ALL_MIN_IDF
+        original_init(self, index_dir, query_encoder, min_idf, *args, **kwargs)
+
+    @functools.wraps(original_from_str)
+    def _init_query_encoder_from_str(query_encoder):
+        if query_encoder is not None and _is_diffret_impact_encoder(query_encoder):
+            return IMPACT_QUERY_ENCODER(os.fspath(query_encoder))
+        return original_from_str(query_encoder)
+
+    __init__.__diffret__ = True
+    cls.__init__ = __init__
+    cls._init_query_encoder_from_str = staticmethod(_init_query_encoder_from_str)
+
+
+def patch_faiss_searcher(module) -> None:
+    cls = module.FaissSearcher
+    original = cls.__dict__.get("_init_encoder_from_str")
+    if original is None or getattr(original.__func__, "__diffret__", False):
+        return
+    original = original.__func__
+
+    @functools.wraps(original)
+    def _init_encoder_from_str(encoder):
+        if is_diffret_name(encoder):
+            return DENSE_QUERY_ENCODER(os.fspath(encoder))
+        return original(encoder)
+
+    _init_encoder_from_str.__diffret__ = True
+    cls._init_encoder_from_str = staticmethod(_init_encoder_from_str)
+
+
+# -- source rewrites (for code under ``if __name__ == "__main__":``) ----------------------------------
+_CHOICES = re.compile(r"""(add_argument\(\s*['"]--encoder-class['"][^)]*?choices\s*=\s*\[)""")
+_RESOLVE_DEVICE = re.compile(r"^(    device = resolve_device\(device, backend='torch'\))$", re.MULTILINE)
+_INIT_ENCODER = re.compile(r"^([ \t]*encoder = init_encoder\(.*\))[ \t]*$", re.MULTILINE)
+_MIN_IDF = re.compile(r"""(add_argument\(\s*['"]--min-idf['"],\s*type=int,\s*)default=0\b""")
+
+
+def _sub(pattern: re.Pattern, replacement: str, source: str, module: str, what: str) -> str:
+    new, count = pattern.subn(replacement, source, count=1)
+    if count != 1:
+        warnings.warn(f"pyserini-diffret: {module} has changed ({what} not found); "
+                      "`--encoder diffret` may not work in this command", RuntimeWarning, stacklevel=3)
+    return new
+
+
+def _with_import(source: str, module: str) -> str:
+    return _sub(re.compile(r"^import argparse$", re.MULTILINE), _IMPORT, source, module, "import argparse")
+
+
+def rewrite_encode_main(source: str) -> str:
+    module = "pyserini.encode.__main__"
+    source = _with_import(source, module)
+    source = _sub(_CHOICES, r'\1"diffret", ', source, module, "--encoder-class choices")
+    source = _sub(_RESOLVE_DEVICE, rf"\1; encoder_class = {_MARK}.class_hint(encoder, encoder_class)",
+                  source, module, "init_encoder")
+    return _sub(_INIT_ENCODER,
+                rf'\1; {_MARK}.configure_document_encoder(encoder, args, globals().get("encoder_parser"))',
+                source, module, "encoder = init_encoder(...)")
+
+
+def rewrite_faiss_main(source: str) -> str:
+    module = "pyserini.search.faiss.__main__"
+    source = _with_import(source, module)
+    source = _sub(_CHOICES, r'\1"diffret", ', source, module, "--encoder-class choices")
+    return _sub(_RESOLVE_DEVICE, rf"\1; encoder_class = {_MARK}.class_hint(encoder, encoder_class)",
+                source, module, "init_query_encoder")
+
+
+def rewrite_lucene_main(source: str) -> str:
+    module = "pyserini.search.lucene.__main__"
+    source = _with_import(source, module)
+    return _sub(_MIN_IDF, rf"\1default={_MARK}.DEFAULT_MIN_IDF", source, module, "--min-idf")
+
+
+# -- the encode command --------------------------------------------------------------------------------
+_UNSET = object()
+
+
+def _command_section(argv: list[str], command: str, commands: tuple[str, ...]) -> list[str] | None:
+    """The tokens of one sub-command, split the way Pyserini's ``parse_args`` splits ``sys.argv``."""
+    sections: list[list[str]] = [[]]
+    for token in argv:
+        if token in commands:
+            sections.append([token])
+        else:
+            sections[-1].append(token)
+    for section in sections[1:]:
+        if section[0] == command:
+            return section[1:]
+    return None
+
+
+def explicit_options(parser: argparse.ArgumentParser | None, tokens: list[str], dests: list[str]) -> set[str]:
+    """Which of ``dests`` the user gave in ``tokens`` (argparse only fills in defaults it has not got)."""
+    if parser is None:  # fall back to spelling; argparse would also accept unique prefixes
+        flags = {token.split("=", 1)[0] for token in tokens}
+        return {dest for dest in dests if "--" + dest.replace("_", "-") in flags}
+    namespace = argparse.Namespace(**{dest: _UNSET for dest in dests})
+    parser.parse_known_args(tokens, namespace=namespace)
+    return {dest for dest in dests if getattr(namespace, dest) is not _UNSET}
+
+
+def configure_document_encoder(encoder: Any, args: argparse.Namespace, encoder_parser=None,
+                               argv: list[str] | None = None) -> None:
+    """Set up our document encoder from ``python -m pyserini.encode``'s arguments (others: untouched)."""
+    if not getattr(type(encoder), "diffret_document", False):
+        return
+    argv = sys.argv[1:] if argv is None else argv
+    tokens = _command_section(argv, "encoder", ("input", "output", "encoder")) or []
+    given = explicit_options(encoder_parser, tokens, ["dimension", "max_length"])
+    to_faiss = bool(getattr(args.output, "to_faiss", False))
+    encoder.representation = "dense" if to_faiss else "impact"
+    encoder.ignore_call_max_length = True
+    encoder.batch_size = args.encoder.batch_size
+    if "max_length" in given:
+        encoder.set_max_length(args.encoder.max_length)
+    if to_faiss:
+        if "dimension" not in given:
+            args.encoder.dimension = encoder.dimension
+        elif args.encoder.dimension != encoder.dimension:
+            raise SystemExit(f"--dimension {args.encoder.dimension} does not match the model's vector size "
+                             f"{encoder.dimension}; leave --dimension out to take it from the model")
+
+
+_registered = False
 
 
 def register() -> None:
-    """Nothing to register until the encoder classes exist."""
+    """Hook the patches above to the Pyserini modules; imports nothing from Pyserini. Idempotent."""
+    global _registered
+    if _registered:
+        return
+    _registered = True
+    after_import("pyserini.encode", patch_encode_package)
+    after_import("pyserini.search.lucene._impact_searcher", patch_impact_searcher)
+    after_import("pyserini.search.faiss._searcher", patch_faiss_searcher)
+    rewrite_source("pyserini.encode.__main__", rewrite_encode_main)
+    rewrite_source("pyserini.search.faiss.__main__", rewrite_faiss_main)
+    rewrite_source("pyserini.search.lucene.__main__", rewrite_lucene_main)
+
+
+def patched(function: Callable) -> bool:  # for tests and diagnostics
+    return bool(getattr(function, "__diffret__", False))
