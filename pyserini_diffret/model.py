@@ -143,6 +143,8 @@ def _config_for(path: Path, backbone: str | None) -> RetrieverConfig:
         if backbone is not None and backbone != config.backbone:
             raise ValueError(f"{path}: the model is a {config.backbone!r} model; backbone={backbone!r} contradicts it")
         return config
+    if any(path.glob("*.onnx")) and not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path}: incomplete exported ONNX model folder: {CONFIG_NAME} is missing; export it again")
     name = backbone or detect_backbone(path)
     backbone_class(name)  # clear error for unknown names
     return RetrieverConfig.zero_shot(name, source=str(path))

@@ -27,13 +27,16 @@ def kept_slots(slot_logits: torch.Tensor, stop_ids: torch.Tensor, stop_truncatio
 
 def slot_term_weights(slot_logits: torch.Tensor, content_mask: torch.Tensor, top_k: int,
                       keep: torch.Tensor) -> torch.Tensor:
-    """``[B, V]`` max over kept slots of the per-slot top-k content-filtered ``log(1 + relu(logit))``."""
-    weights = torch.log1p(torch.relu(slot_logits.float())) * content_mask[:, None, :].to(torch.float32)
-    weights = weights * keep[:, :, None].to(torch.float32)
-    batch, k, vocab = weights.shape
-    values, index = torch.topk(weights, min(top_k, vocab), dim=-1)
-    pooled = torch.zeros(batch, vocab, dtype=weights.dtype, device=weights.device)
-    return pooled.scatter_reduce(1, index.reshape(batch, -1), values.reshape(batch, -1), reduce="amax")
+    """``[B, V]`` max over kept slots of the per-slot top-k content-filtered ``log(1 + relu(logit))``.
+
+    ``log1p`` is monotone, so it is applied to the k kept values only, after ``topk``.
+    """
+    allowed = content_mask[:, None, :] & keep[:, :, None]
+    scores = torch.where(allowed, torch.relu(slot_logits.float()), 0.0)
+    batch, k, vocab = scores.shape
+    values, index = torch.topk(scores, min(top_k, vocab), dim=-1)
+    pooled = torch.zeros(batch, vocab, dtype=values.dtype, device=values.device)
+    return pooled.scatter_reduce(1, index.reshape(batch, -1), torch.log1p(values).reshape(batch, -1), reduce="amax")
 
 
 class RetrieverModule(nn.Module):

@@ -1,0 +1,186 @@
+"""CPU speed of the ONNX Runtime encoders (fp32, int8) against the torch fp32 reference, side by side.
+
+Same texts, same batches, same post-processing (``DiffRetriever.encode_*``: tokenisation, one graph pass
+per batch, quantisation); the runtimes are timed in turn each round (best of ``--repeats``) so that load
+drifts on a shared machine hit all alike. Models: splade-tiny (real weights; ``--splade`` folder, default
+the test cache) and a random BERT masked LM of all-MiniLM-L6-v2's size (hidden 384, 6 layers, 30,522
+vocabulary; timing does not depend on the weights). Texts: SciFact passages (title + text) and queries.
+
+    python benchmarks/onnx_cpu.py [--data ../shared/data/scifact] [--docs 64] [--repeats 3] [--threads N]
+    python benchmarks/onnx_cpu.py --quality [--model DIR]   # + SciFact test nDCG@10, fp32 vs int8 (slow)
+
+Prints texts/s per runtime and the speed-up over torch, twice: the graph alone (prebuilt batches through
+``runtime.run``: what the runtime itself costs) and end to end (``encode_*``: also tokenisation, the
+content filter and quantisation, which every runtime shares), and the parity of each export against torch.
+``--quality`` also encodes SciFact (5,183 docs) with the ONNX fp32 and int8 exports of ``--model``
+(default: splade-tiny) and reports dense and sparse nDCG@10 on the test queries: meaningful only for a
+fine-tuned model (zero-shot mask slots of off-the-shelf encoders carry no meaning, DESIGN.md section 5).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from pyserini_diffret import load_model  # noqa: E402
+from pyserini_diffret.onnx_export import compare_models, export_model  # noqa: E402
+from pyserini_diffret.runtimes.onnx_runtime import physical_cores  # noqa: E402
+from tests.tiny_models import make_mlm  # noqa: E402
+
+DEFAULT_SPLADE = REPO / ".cache" / "test-weights" / "splade-tiny"
+
+
+def read_beir(data: Path, docs: int | None) -> tuple[list[str], list[str], list[str], dict[str, str]]:
+    ids, passages = [], []
+    with open(data / "corpus.jsonl", encoding="utf-8") as f:
+        for line in f:
+            doc = json.loads(line)
+            ids.append(doc["_id"])
+            passages.append(f"{doc['title']}. {doc['text']}" if doc.get("title") else doc["text"])
+            if docs and len(passages) == docs:
+                break
+    queries = {}
+    with open(data / "queries.jsonl", encoding="utf-8") as f:
+        for line in f:
+            q = json.loads(line)
+            queries[q["_id"]] = q["text"]
+    return ids, passages, list(queries.values()), queries
+
+
+def interleaved_best(fns: dict[str, object], repeats: int) -> dict[str, float]:
+    for fn in fns.values():
+        fn()  # warm-up
+    best = {name: float("inf") for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
+
+
+def bench_model(label: str, source: Path, work: Path, passages, queries, args, backbone: str = "mlm") -> list[tuple]:
+    exports = {p: export_model(source, work / f"{label}-{p}", backbone=backbone, precision=p) for p in ("fp32", "int8")}
+    options = dict(batch_size=args.batch_size, k_doc=args.k_doc, k_query=args.k_query)
+    models = {"torch fp32": load_model(source, backbone=backbone, runtime="torch", **options)}
+    for precision, folder in exports.items():
+        models[f"onnx {precision}"] = load_model(folder, threads=args.threads, **options)
+    parity = {name: compare_models(m, models["torch fp32"], precision=name.split()[1])
+              for name, m in models.items() if name != "torch fp32"}
+    rows = []
+    for side, texts in (("passage", passages), ("query", queries)):
+        reference = models["torch fp32"]
+        k = reference.k_doc if side == "passage" else reference.k_query
+        chunks = [texts[i:i + args.batch_size] for i in range(0, len(texts), args.batch_size)]
+        batches = [(reference.prompts.build(c, side, k), reference.content.mask(c)) for c in chunks]
+        stop = reference.config.stop_truncation
+        graph = {name: (lambda m=m: [m.runtime.run(b, mask, stop) for b, mask in batches]) for name, m in models.items()}
+        encode = {name: (lambda m=m: (m.encode_documents if side == "passage" else m.encode_queries)(texts))
+                  for name, m in models.items()}
+        graph_best = interleaved_best(graph, args.repeats)
+        best = interleaved_best(encode, args.repeats)
+        for name in models:
+            row = (label, side, name, len(texts) / graph_best[name], graph_best["torch fp32"] / graph_best[name],
+                   len(texts) / best[name], best["torch fp32"] / best[name])
+            rows.append(row)
+            print(f"  {label:12} {side:8} {name:11} graph {row[3]:8.1f} texts/s x{row[4]:.2f}   "
+                  f"end to end {row[5]:8.1f} texts/s x{row[6]:.2f}", flush=True)
+    for name, report in parity.items():
+        print(f"  {label}: {name} vs torch: slot rel {report.worst('slot_rel_error'):.1e}, dense rel "
+              f"{report.worst('dense_rel_error'):.1e}, term abs {report.worst('term_abs_error'):.1e}, impacts differing "
+              f"{sum(s.impact_differing for s in report.sides)}/{sum(s.impact_entries for s in report.sides)}")
+    return rows
+
+
+def ndcg_at_10(scores: np.ndarray, doc_ids: list[str], qrels: dict[str, set[str]], qids: list[str]) -> float:
+    total = 0.0
+    for row, qid in zip(scores, qids):
+        top = np.argsort(-row, kind="stable")[:10]
+        gains = [1.0 if doc_ids[i] in qrels[qid] else 0.0 for i in top]
+        dcg = sum(g / np.log2(r + 2) for r, g in enumerate(gains))
+        ideal = sum(1.0 / np.log2(r + 2) for r in range(min(10, len(qrels[qid]))))
+        total += dcg / ideal if ideal else 0.0
+    return total / len(qids)
+
+
+def quality(source: Path, work: Path, data: Path, args) -> None:
+    doc_ids, passages, _, queries = read_beir(data, None)
+    qrels: dict[str, set[str]] = {}
+    with open(data / "qrels" / "test.tsv", encoding="utf-8") as f:
+        next(f)
+        for line in f:
+            qid, did, score = line.rstrip("\n").split("\t")
+            if int(score) > 0:
+                qrels.setdefault(qid, set()).add(did)
+    qids = sorted(qrels, key=int)
+    print(f"\nSciFact test nDCG@10 ({len(passages)} docs, {len(qids)} queries), model {source}")
+    for precision in ("fp32", "int8"):
+        folder = export_model(source, work / f"quality-{precision}", precision=precision)
+        model = load_model(folder, batch_size=args.batch_size, threads=args.threads)
+        start = time.perf_counter()
+        docs = model.encode_documents(passages)
+        qs = model.encode_queries([queries[q] for q in qids])
+        seconds = time.perf_counter() - start
+        dense = ndcg_at_10(qs.dense @ docs.dense.T, doc_ids, qrels, qids)
+        vocab = {t: i for i, t in enumerate({t for w in docs.weights + qs.weights for t in w})}
+
+        def matrix(weights):
+            out = np.zeros((len(weights), max(1, len(vocab))), np.float32)
+            for row, w in enumerate(weights):
+                for term, value in w.items():
+                    out[row, vocab[term]] = value
+            return out
+
+        sparse = ndcg_at_10(matrix(qs.weights) @ matrix(docs.weights).T, doc_ids, qrels, qids)
+        print(f"  onnx {precision}: dense {dense:.3f}, sparse {sparse:.3f} ({seconds:.0f} s to encode)", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "scifact")
+    parser.add_argument("--splade", type=Path, default=DEFAULT_SPLADE, help="splade-tiny folder (skipped if absent)")
+    parser.add_argument("--docs", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--k-doc", type=int, default=16)
+    parser.add_argument("--k-query", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=None, help="threads for both runtimes (default: physical cores)")
+    parser.add_argument("--quality", action="store_true", help="also SciFact test nDCG@10, ONNX fp32 vs int8")
+    parser.add_argument("--model", type=Path, default=None, help="model for --quality (default: splade-tiny)")
+    args = parser.parse_args()
+    threads = args.threads or physical_cores()
+    args.threads = threads
+    torch.set_num_threads(threads)
+    _, passages, queries, _ = read_beir(args.data, args.docs)
+    queries = queries[: args.docs]
+    print(f"CPU: {threads} threads for torch {torch.__version__} and onnxruntime; {len(passages)} SciFact passages "
+          f"(K={args.k_doc}), {len(queries)} queries (K={args.k_query}), batch {args.batch_size}, best of {args.repeats}")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        if (args.splade / "config.json").is_file():
+            rows += bench_model("splade-tiny", args.splade, work, passages, queries, args)
+        else:
+            print(f"  ({args.splade} not found: splade-tiny skipped; the test suite fetches it into that folder)")
+        minilm = make_mlm(work / "minilm-size", hidden=384, layers=6, vocab_size=30522)
+        rows += bench_model("MiniLM-size", minilm, work, passages, queries, args)
+        print()
+        print("| model | side | runtime | graph texts/s | graph vs torch | end-to-end texts/s | end-to-end vs torch |")
+        print("|---|---|---|---|---|---|---|")
+        for label, side, name, rate, ratio, e2e, e2e_ratio in rows:
+            print(f"| {label} | {side} | {name} | {rate:.1f} | {ratio:.2f}x | {e2e:.1f} | {e2e_ratio:.2f}x |")
+        if args.quality:
+            quality(args.model or args.splade, work, args.data, args)
+
+
+if __name__ == "__main__":
+    main()
