@@ -18,6 +18,8 @@ it was:
   terms that occur in every document (``-1``) for our encoder; an explicit ``--min-idf``/``min_idf=``
   is honoured. Other encoders keep Pyserini's default ``0`` (the ``--min-idf`` default of
   ``pyserini.search.lucene.__main__`` becomes an ``int`` subclass equal to 0 that marks "not given").
+  ``batch_search`` (``--batch-size``/``--threads``) encodes the batch's queries with our encoder in one
+  model call first (Pyserini encodes them one at a time).
 - ``pyserini.search.faiss._searcher``: ``FaissSearcher(index, "diffret")`` builds our dense encoder.
 """
 from __future__ import annotations
@@ -136,9 +138,20 @@ def patch_impact_searcher(module) -> None:
             return IMPACT_QUERY_ENCODER(os.fspath(query_encoder))
         return original_from_str(query_encoder)
 
+    original_batch_search = cls.batch_search
+
+    @functools.wraps(original_batch_search)
+    def batch_search(self, queries, *args, **kwargs):
+        encoder = getattr(self, "query_encoder", None)
+        if getattr(self, "encoder_type", "pytorch") == "pytorch" and getattr(encoder, "diffret_impact", False) \
+                and hasattr(encoder, "encode_batch"):
+            encoder.encode_batch(list(queries))  # one batched model call fills the shared query cache
+        return original_batch_search(self, queries, *args, **kwargs)
+
     __init__.__diffret__ = True
     cls.__init__ = __init__
     cls._init_query_encoder_from_str = staticmethod(_init_query_encoder_from_str)
+    cls.batch_search = batch_search
 
 
 def patch_faiss_searcher(module) -> None:

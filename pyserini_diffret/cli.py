@@ -1,0 +1,9 @@
+"""``python -m pyserini_diffret.cli COMMAND ARGS``: any of Pyserini's commands (encode, index.lucene,
+search.lucene, search.faiss, search.hybrid, fusion, eval.trec_eval) with ``--encoder diffret``
+registered, without the start-up hook."""
+import sys
+
+from pyserini_diffret.workflow.pyserini_cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

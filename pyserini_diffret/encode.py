@@ -1,0 +1,10 @@
+"""``python -m pyserini_diffret.encode``: one pass over a corpus writes impact, dense and slot outputs.
+
+See ``pyserini_diffret.workflow.encode`` for the syntax (Pyserini's ``input``/``output``/``encoder``).
+"""
+import sys
+
+from pyserini_diffret.workflow.encode import main
+
+if __name__ == "__main__":
+    sys.exit(main())

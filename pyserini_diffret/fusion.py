@@ -1,0 +1,8 @@
+"""``python -m pyserini_diffret.fusion``: the paper's hybrid fusion (per-query min-max, weighted sum),
+beside Pyserini's RRF/interpolation (``--method``)."""
+import sys
+
+from pyserini_diffret.workflow.fusion import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,8 @@
+"""``python -m pyserini_diffret.search_lucene``: Pyserini's ``python -m pyserini.search.lucene`` with ``--encoder diffret`` registered
+(works without the start-up hook)."""
+import sys
+
+from pyserini_diffret.workflow.pyserini_cli import COMMANDS, run_pyserini
+
+if __name__ == "__main__":
+    sys.exit(run_pyserini(COMMANDS["search.lucene"]))

@@ -1,0 +1,283 @@
+"""End to end: encode, index, search (sparse, dense single, dense multi, hybrid), evaluate.
+
+    python -m pyserini_diffret.run --output runs/demo --sample
+    python -m pyserini_diffret.run --output runs/scifact --data ../shared/data/scifact [--split test]
+    python -m pyserini_diffret.run --output OUT --corpus C --queries Q --qrels R [--model M]
+
+Inputs: BEIR layout (``corpus.jsonl`` with ``_id``/``title``/``text``, ``queries.jsonl``, ``qrels/test.tsv``)
+or Pyserini layouts (``id``/``contents`` JSON lines, topics TSV ``qid<TAB>text``, TREC qrels). Only the
+queries that have judgements are searched. Steps, all in one process (the model is loaded once, queries
+are encoded in batches):
+
+1. ``OUT/encoded``: one pass over the corpus (impact vectors, dense FAISS folder, slot store; resumable).
+2. ``OUT/indexes/lucene-impact``: ``python -m pyserini.index.lucene --collection JsonVectorCollection
+   --impact --pretokenized`` (documents whose impact vector is empty are not indexed by Lucene; they are
+   counted, and are in the dense indexes).
+3. ``OUT/runs/*.trec``: sparse (``LuceneImpactSearcher``, ``min_idf=-1``), dense (``FaissSearcher``), dense-multi
+   (MaxSim), hybrid (paper's fusion of dense + sparse), hybrid-multi (dense-multi + sparse).
+4. ``OUT/metrics.md``, ``OUT/metrics.json``: nDCG@10, MRR@10, R@100, R@1000 by Pyserini's trec_eval.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Callable, Sequence
+
+from pyserini_diffret.workflow import fusion
+from pyserini_diffret.workflow.collection import (
+    InputError, find_beir_files, read_qrels, read_topics, write_topics_tsv, write_trec_qrels,
+)
+from pyserini_diffret.workflow.encode import EncodeResult, accounting_line, encode_corpus
+from pyserini_diffret.workflow.evaluate import METRICS, evaluate_runs, markdown_table
+
+RUN_NAMES = ("sparse", "dense", "dense-multi", "hybrid", "hybrid-multi")
+
+
+@dataclass
+class Inputs:
+    corpus: Path
+    queries: Path
+    qrels: Path
+    label: str
+
+
+def sample_folder() -> Path:
+    return Path(str(resources.files("pyserini_diffret").joinpath("resources/sample")))
+
+
+def resolve_inputs(sample: bool = False, data: str | None = None, split: str = "test", corpus: str | None = None,
+                   queries: str | None = None, qrels: str | None = None) -> Inputs:
+    chosen = sum(bool(x) for x in (sample, data, corpus or queries or qrels))
+    if chosen != 1:
+        raise ValueError("give exactly one of --sample, --data BEIR_FOLDER, or --corpus/--queries/--qrels")
+    if sample:
+        c, q, r = find_beir_files(sample_folder(), "test")
+        return Inputs(c, q, r, "sample")
+    if data:
+        c, q, r = find_beir_files(data, split)
+        return Inputs(c, q, r, Path(data).name)
+    missing = [flag for flag, value in (("--corpus", corpus), ("--queries", queries), ("--qrels", qrels)) if not value]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}")
+    return Inputs(Path(corpus), Path(queries), Path(qrels), Path(corpus).stem)
+
+
+class _Precomputed:
+    """A query encoder whose answers were computed in one batch beforehand (text -> representation)."""
+
+    diffret_impact = True
+
+    def __init__(self, table: dict) -> None:
+        self.table = table
+
+    def encode(self, text: str):
+        return self.table[text]
+
+
+def _hits_to_run(results: dict, qids: Sequence[str]) -> fusion.Run:
+    return {qid: {hit.docid: float(hit.score) for hit in results.get(qid, [])} for qid in qids}
+
+
+def build_lucene_index(input_dir: Path, index_dir: Path, threads: int, log: Callable[[str], None]) -> dict[str, int]:
+    """``python -m pyserini.index.lucene`` (through our wrapper: Java 21+ without the start-up hook)."""
+    if index_dir.exists():
+        shutil.rmtree(index_dir)
+    command = [sys.executable, "-m", "pyserini_diffret.index_lucene", "--collection", "JsonVectorCollection",
+               "--input", str(input_dir), "--index", str(index_dir), "--generator", "DefaultLuceneDocumentGenerator",
+               "--impact", "--pretokenized", "--threads", str(threads)]
+    log("$ " + " ".join(command[1:]).replace("pyserini_diffret.index_lucene", "pyserini.index.lucene"))
+    proc = subprocess.run(command, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"Lucene indexing failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    counts = {}
+    for name in ("indexed", "empty", "skipped", "errors"):
+        match = re.search(rf"\b{name}:\s+([\d,]+)", proc.stdout + proc.stderr)
+        counts[name] = int(match.group(1).replace(",", "")) if match else -1
+    return counts
+
+
+def run_pipeline(inputs: Inputs, output: str | os.PathLike, model_name: str = "diffret", device: str = "cpu",
+                 batch_size: int = 32, hits: int = 1000, alpha: float = 0.5, candidates: int = 1000,
+                 threads: int | None = None, overwrite: bool = False, progress: bool = True,
+                 max_length: int | None = None, log: Callable[[str], None] = print) -> dict:
+    output = Path(output)
+    threads = threads or min(os.cpu_count() or 1, 8)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 2)
+        clock = now
+
+    # 1. inputs
+    topics = read_topics(inputs.queries)
+    qrels = read_qrels(inputs.qrels)
+    judged = [qid for qid in topics if qid in qrels]
+    unknown = [qid for qid in qrels if qid not in topics]
+    if not judged:
+        raise ValueError(f"{inputs.qrels}: no judged query is in {inputs.queries}")
+    if unknown:
+        log(f"warning: {len(unknown)} judged queries have no text in {inputs.queries}; they score 0")
+    output.mkdir(parents=True, exist_ok=True)
+    topics_path = write_topics_tsv({qid: topics[qid] for qid in judged}, output / "topics.tsv")
+    qrels_path = write_trec_qrels(qrels, output / "qrels.txt")
+    log(f"inputs: corpus {inputs.corpus}, {len(judged)} judged queries of {len(topics)} ({inputs.queries}), "
+        f"qrels {inputs.qrels}")
+
+    # 2. model, encoding
+    from pyserini_diffret.encoders.shared import shared_model  # noqa: PLC0415
+
+    model = shared_model(model_name, device, batch_size=batch_size)
+    if max_length is not None:
+        from pyserini_diffret.encoders.document import set_passage_length  # noqa: PLC0415
+
+        set_passage_length(model, max_length)
+    log(f"model: {model.source} ({model.config.backbone}, hidden {model.hidden_size}, K_q {model.k_query}, "
+        f"K_p {model.k_doc}, passage {model.config.max_passage_length} tokens, device {device})")
+    lap("load model")
+    encoded = output / "encoded"
+    result: EncodeResult = encode_corpus(inputs.corpus, encoded, model, batch_size=batch_size, progress=progress,
+                                         overwrite=overwrite, device=device, log=log)
+    lap("encode corpus")
+    accounting = result.accounting
+    log(f"encoded {accounting['written']} documents -> {encoded}")
+
+    # 3. Lucene impact index (rebuilt unless it was built from this very encoding)
+    index_dir = output / "indexes" / "lucene-impact"
+    marker = index_dir.with_name("lucene-impact.json")
+    digest = result.manifest["settings_digest"]
+    previous = json.loads(marker.read_text()) if marker.is_file() else {}
+    if not overwrite and previous.get("settings_digest") == digest and index_dir.is_dir():
+        lucene = previous["counts"]
+        log(f"Lucene index up to date: {index_dir}")
+    else:
+        if marker.exists():
+            marker.unlink()
+        lucene = build_lucene_index(encoded / "impact", index_dir, threads, log)
+        if lucene.get("indexed", -1) + lucene.get("empty", 0) != accounting["written"]:
+            raise RuntimeError(f"Lucene indexed {lucene} but {accounting['written']} documents were written")
+        if lucene.get("empty", 0) != accounting["empty_sparse"]:
+            raise RuntimeError(f"Lucene found {lucene.get('empty')} empty documents, the encoder wrote "
+                               f"{accounting['empty_sparse']} empty impact vectors")
+        marker.write_text(json.dumps({"settings_digest": digest, "counts": lucene}, indent=1) + "\n")
+    lap("index (Lucene impact)")
+
+    # 4. queries, once, in batches
+    texts = [topics[qid] for qid in judged]
+    reps = model.encode_queries(texts)
+    lap("encode queries")
+
+    # 5. searches
+    from pyserini.search.faiss import FaissSearcher  # noqa: PLC0415
+    from pyserini.search.lucene import LuceneImpactSearcher  # noqa: PLC0415
+
+    from pyserini_diffret.workflow.multivector import MultiVectorSearcher  # noqa: PLC0415
+
+    runs: dict[str, fusion.Run] = {}
+    impact = _Precomputed({text: weights for text, weights in zip(texts, reps.weights)})
+    searcher = LuceneImpactSearcher(str(index_dir), impact, min_idf=-1)
+    results = {}
+    nonempty = [i for i, weights in enumerate(reps.weights) if weights]
+    if nonempty:  # a query with an empty impact vector has no sparse hits
+        results = searcher.batch_search([texts[i] for i in nonempty], [judged[i] for i in nonempty], hits, threads)
+    runs["sparse"] = _hits_to_run(results, judged)
+    lap("search sparse")
+    dense = FaissSearcher(str(encoded / "dense"), None)
+    runs["dense"] = _hits_to_run(dense.batch_search(reps.dense, judged, hits, threads), judged)
+    lap("search dense")
+    multi = MultiVectorSearcher(encoded / "slots", candidates=candidates, threads=threads)
+    runs["dense-multi"] = dict(zip(judged, (
+        {hit.docid: hit.score for hit in ranked} for ranked in multi.batch_search_slots(reps.slots, hits))))
+    lap("search dense-multi")
+    runs["hybrid"] = fusion.hybrid(runs["dense"], runs["sparse"], alpha, depth=hits, k=hits)
+    runs["hybrid-multi"] = fusion.hybrid(runs["dense-multi"], runs["sparse"], alpha, depth=hits, k=hits)
+    lap("fusion")
+    run_dir = output / "runs"
+    paths = {name: fusion.write_run(run, run_dir / f"{name}.trec", f"diffret-{name}", hits) for name, run in runs.items()}
+
+    # 6. evaluation
+    metrics = evaluate_runs(paths, qrels_path, workers=min(threads, 4))
+    lap("evaluate (trec_eval)")
+    title = (f"DiffRetriever on {inputs.label}: {len(judged)} queries, {accounting['written']} documents, "
+             f"model `{model.source}`")
+    table = markdown_table(metrics, f"## {title}")
+    (output / "metrics.md").write_text(table, encoding="utf-8")
+    summary = {
+        "inputs": {"corpus": str(inputs.corpus), "queries": str(inputs.queries), "qrels": str(inputs.qrels),
+                   "judged_queries": len(judged)},
+        "model": str(model.source), "device": device, "alpha": alpha, "hits": hits,
+        "metrics": metrics, "accounting": accounting, "lucene": lucene, "timings_s": timings,
+        "resumed_from": result.resumed_from, "outputs": {
+            "encoded": str(encoded), "lucene_index": str(index_dir), "faiss_index": str(encoded / "dense"),
+            "slots": str(encoded / "slots"), "runs": {name: str(path) for name, path in paths.items()},
+            "topics": str(topics_path), "qrels": str(qrels_path),
+            "metrics": [str(output / "metrics.md"), str(output / "metrics.json")]},
+    }
+    (output / "metrics.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    return summary
+
+
+def report(summary: dict) -> str:
+    out = summary["outputs"]
+    lines = ["", markdown_table(summary["metrics"]).rstrip(), "", "timings (s): " +
+             ", ".join(f"{name} {seconds:.1f}" for name, seconds in summary["timings_s"].items()),
+             f"total {sum(summary['timings_s'].values()):.1f} s", "", "outputs:",
+             f"  encoded corpus   {out['encoded']}  (impact/, dense/, slots/)",
+             f"  Lucene index     {out['lucene_index']}",
+             f"  FAISS index      {out['faiss_index']}",
+             f"  runs             {Path(out['runs']['sparse']).parent}/{{{','.join(out['runs'])}}}.trec",
+             f"  topics, qrels    {out['topics']}, {out['qrels']}",
+             f"  metrics          {out['metrics'][0]}, {out['metrics'][1]}",
+             "", f"Lucene: indexed {summary['lucene']['indexed']}, empty impact vectors (not in Lucene, in FAISS) "
+             f"{summary['lucene']['empty']}",
+             accounting_line(summary["accounting"])]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pyserini_diffret.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", required=True, help="output folder (name it neutrally: Pyserini's topic "
+                        "readers treat paths containing 'beir' or 'cacm' specially)")
+    source = parser.add_argument_group("inputs (one of)")
+    source.add_argument("--sample", action="store_true", help="the small sample collection shipped in the package")
+    source.add_argument("--data", help="a BEIR folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv)")
+    source.add_argument("--split", default="test", help="qrels split for --data (default test)")
+    source.add_argument("--corpus", help="JSON lines (BEIR or id/contents), file or folder")
+    source.add_argument("--queries", help="BEIR queries.jsonl or a topics TSV")
+    source.add_argument("--qrels", help="BEIR qrels TSV or TREC qrels")
+    parser.add_argument("--model", default="diffret", help="'diffret' (embedded default) or a model folder")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-length", type=int, default=None, help="passage text tokens (default: the model's)")
+    parser.add_argument("--hits", type=int, default=1000)
+    parser.add_argument("--alpha", type=float, default=0.5, help="hybrid weight of the dense run (paper: 0.5)")
+    parser.add_argument("--candidates", type=int, default=1000, help="MaxSim candidate slots per query slot")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--overwrite", action="store_true", help="re-encode instead of resuming/reusing")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    log = lambda message: print(message, flush=True)  # noqa: E731
+    try:
+        inputs = resolve_inputs(args.sample, args.data, args.split, args.corpus, args.queries, args.qrels)
+        summary = run_pipeline(inputs, args.output, args.model, args.device, args.batch_size, args.hits, args.alpha,
+                               args.candidates, args.threads, args.overwrite, not args.quiet, args.max_length, log)
+    except (InputError, ValueError, FileNotFoundError, NotADirectoryError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(report(summary))
+    return 0
+
+
+__all__ = ["METRICS", "RUN_NAMES", "Inputs", "main", "resolve_inputs", "run_pipeline"]
