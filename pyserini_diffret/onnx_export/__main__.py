@@ -77,6 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"top-k {record.top_k}, hidden {config.hidden_size}, vocab {config.vocab_size}")
     fusions = ", ".join(f"{k} x{v}" for k, v in sorted(record.fusions.items())) or "none"
     print(f"  fusions: {fusions}")
+    for table in record.shared_embeddings:
+        print(f"  tied embedding {'x'.join(map(str, table['shape']))}: stored once as int8 ({table['scales']} scales), "
+              f"shared by the embedding lookup and the LM head")
     for note in record.notes:
         print(f"  note: {note}")
     print("  files:")

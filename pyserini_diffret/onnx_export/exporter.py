@@ -9,7 +9,8 @@ and ``term_weights`` (float32 ``[B, V]``). The LM head runs on the K slots only.
 Steps: load the torch model -> trace with fused attention (``attention.py``) -> fix the output shapes ->
 onnxruntime.transformers fusions (LayerNorm, SkipLayerNorm, RMSNorm, BiasGelu...) -> precision
 (fp16: the module is traced in half precision, so the dtype boundaries are exactly torch's: body and LM
-head in fp16, read-out in fp32; int8: dynamic quantisation of the MatMul weights, for CPU) -> write
+head in fp16, read-out in fp32; int8: dynamic quantisation of the MatMul weights, for CPU, a tied
+input-embedding/LM-head table stored once as int8 with per-row scales, ``tied.py``) -> write
 ``model.onnx`` (external data ``model.onnx.data`` above 2 GB), the tokenizer files and
 ``diffret_config.json`` (runtime "onnx", export record) into a fresh folder, which replaces ``output`` only
 once complete.
@@ -144,7 +145,11 @@ def export(source: str | Path, output: str | Path, *, backbone: str | None = Non
             record.notes.extend(fusion_notes)
         if precision == "int8":
             log("quantising MatMul weights to int8 (dynamic quantisation) ...")
-            model = _quantise_int8(model, work, use_external)
+            model, shared = _quantise_int8(model, work, use_external)
+            record.shared_embeddings = [table.to_dict() for table in shared]
+            for table in shared:
+                log(f"tied embedding {'x'.join(map(str, table.shape))} stored once as int8 (per-row scales), read by "
+                    f"{table.embedding_lookups} lookup(s) and {table.lm_heads} LM head(s)")
         _stamp(model)
         graph_bytes, data_bytes = _save_graph(model, folder, use_external)
         del model
@@ -393,9 +398,17 @@ def _reduce_shape_rules() -> Iterator[None]:
 
 
 def _quantise_int8(model, work: Path, external: bool):
+    """Dynamic int8 quantisation of the MatMul weights; a tied embedding table is stored once, as int8.
+
+    Returns the quantised model and the ``tied.SharedTable`` list (empty for untied models).
+    """
     import onnx  # noqa: PLC0415
     from onnxruntime.quantization import QuantType, quantize_dynamic  # noqa: PLC0415
 
+    from pyserini_diffret.onnx_export.tied import share_tied_embeddings  # noqa: PLC0415
+
+    # Before the quantiser: the LM head it would quantise is rewritten to read the shared int8 table.
+    shared = share_tied_embeddings(model)
     source = work / "prequant" / GRAPH_NAME
     _save_graph(model, source.parent, external, make=True)
     target = work / "quantised" / GRAPH_NAME
@@ -408,7 +421,7 @@ def _quantise_int8(model, work: Path, external: bool):
             # Contrib operators (MultiHeadAttention...) have no shape-inference types for the quantiser.
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
-    return onnx.load(str(target))
+    return onnx.load(str(target)), shared
 
 
 def _stamp(model) -> None:

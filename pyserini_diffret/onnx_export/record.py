@@ -48,6 +48,8 @@ class ExportRecord:
     outputs: list[str] = field(default_factory=lambda: list(OUTPUT_NAMES))
     versions: dict[str, str] = field(default_factory=dict)
     verification: dict[str, Any] | None = None
+    # int8: tied input-embedding/LM-head tables stored once, as int8 with per-row scales (tied.SharedTable)
+    shared_embeddings: list[dict[str, Any]] = field(default_factory=list)
     format: int = RECORD_FORMAT
 
     def slot_layout(self) -> SlotLayout:
