@@ -5,7 +5,7 @@ with the prompt) and 64 SciFact train queries with K = 1, 4, 16 on CPU, torch ru
 of each family at MiniLM scale (hidden 384, 6 layers, ~30k vocabulary: timing does not depend on the
 weights). The autoregressive baseline never stops early here, so it always pays its K steps.
 
-    python benchmarks/speed.py [--data ../shared/data/scifact] [--repeats 3]
+    python benchmarks/speed.py [--data ../shared/data/scifact] [--repeats 3] [--threads N]
 
 Prints one table: texts/s and the cost relative to K = 1 of the same backbone.
 """
@@ -67,7 +67,10 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "scifact")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     passages, queries = read_texts(args.data, 64)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; 64 passages, 64 queries, "
           f"batch {args.batch_size}, best of {args.repeats}")
