@@ -1,18 +1,23 @@
-"""CPU speed of the ONNX Runtime encoders (fp32, int8) against the torch fp32 reference, side by side.
+"""CPU speed of the ONNX Runtime encoders (fp32, int8, int8w, int4w) against the torch fp32 reference, side by side.
 
 Same texts, same batches, same post-processing (``DiffRetriever.encode_*``: tokenisation, one graph pass
 per batch, quantisation); the runtimes are timed in turn each round (best of ``--repeats``) so that load
 drifts on a shared machine hit all alike. Models: splade-tiny (real weights; ``--splade`` folder, default
-the test cache) and a random BERT masked LM of all-MiniLM-L6-v2's size (hidden 384, 6 layers, 30,522
-vocabulary; timing does not depend on the weights). Texts: SciFact passages (title + text) and queries.
+the test cache) and a BERT masked LM of all-MiniLM-L6-v2's size (hidden 384, 6 layers, 30,522
+vocabulary): random weights, or real ones with ``--minilm DIR`` (timing does not depend on the weights,
+but the parity of the quantised exports does: random weights hide the activation outliers that make
+``int8`` inaccurate). Texts: SciFact passages (title + text) and queries. Precisions: ``int8`` is dynamic
+quantisation (int8 activations, per tensor), ``int8w``/``int4w`` weight-only (8/4-bit weights, float32
+compute; ``onnx_export/weight_only.py``).
 
     python benchmarks/onnx_cpu.py [--data ../shared/data/scifact] [--docs 64] [--repeats 3] [--threads N]
-    python benchmarks/onnx_cpu.py --quality [--model DIR]   # + SciFact test nDCG@10, fp32 vs int8 (slow)
+                                  [--minilm DIR] [--precisions fp32,int8,int8w,int4w]
+    python benchmarks/onnx_cpu.py --quality [--model DIR]   # + SciFact test nDCG@10 per precision (slow)
 
 Prints texts/s per runtime and the speed-up over torch, twice: the graph alone (prebuilt batches through
 ``runtime.run``: what the runtime itself costs) and end to end (``encode_*``: also tokenisation, the
-content filter and quantisation, which every runtime shares), and the parity of each export against torch.
-``--quality`` also encodes SciFact (5,183 docs) with the ONNX fp32 and int8 exports of ``--model``
+content filter and quantisation, which every runtime shares), the size of each graph and its parity with
+torch. ``--quality`` also encodes SciFact (5,183 docs) with the ONNX exports of ``--model``
 (default: splade-tiny) and reports dense and sparse nDCG@10 on the test queries: meaningful only for a
 fine-tuned model (zero-shot mask slots of off-the-shelf encoders carry no meaning, DESIGN.md section 5).
 """
@@ -32,7 +37,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from pyserini_diffret import load_model  # noqa: E402
-from pyserini_diffret.onnx_export import compare_models, export_model  # noqa: E402
+from pyserini_diffret.onnx_export import PRECISIONS, compare_models, export_model  # noqa: E402
 from pyserini_diffret.runtimes.onnx_runtime import physical_cores  # noqa: E402
 from tests.tiny_models import make_mlm  # noqa: E402
 
@@ -69,7 +74,7 @@ def interleaved_best(fns: dict[str, object], repeats: int) -> dict[str, float]:
 
 
 def bench_model(label: str, source: Path, work: Path, passages, queries, args, backbone: str = "mlm") -> list[tuple]:
-    exports = {p: export_model(source, work / f"{label}-{p}", backbone=backbone, precision=p) for p in ("fp32", "int8")}
+    exports = {p: export_model(source, work / f"{label}-{p}", backbone=backbone, precision=p) for p in args.precisions}
     options = dict(batch_size=args.batch_size, k_doc=args.k_doc, k_query=args.k_query)
     models = {"torch fp32": load_model(source, backbone=backbone, runtime="torch", **options)}
     for precision, folder in exports.items():
@@ -95,9 +100,11 @@ def bench_model(label: str, source: Path, work: Path, passages, queries, args, b
             print(f"  {label:12} {side:8} {name:11} graph {row[3]:8.1f} texts/s x{row[4]:.2f}   "
                   f"end to end {row[5]:8.1f} texts/s x{row[6]:.2f}", flush=True)
     for name, report in parity.items():
-        print(f"  {label}: {name} vs torch: slot rel {report.worst('slot_rel_error'):.1e}, dense rel "
+        size = (exports[name.split()[1]] / "model.onnx").stat().st_size / 1024**2
+        print(f"  {label}: {name} ({size:.1f} MB) vs torch: slot rel {report.worst('slot_rel_error'):.1e}, dense rel "
               f"{report.worst('dense_rel_error'):.1e}, term abs {report.worst('term_abs_error'):.1e}, impacts differing "
-              f"{sum(s.impact_differing for s in report.sides)}/{sum(s.impact_entries for s in report.sides)}")
+              f"{sum(s.impact_differing for s in report.sides)}/{sum(s.impact_entries for s in report.sides)}, "
+              f"largest difference {max(s.impact_max_diff for s in report.sides)}")
     return rows
 
 
@@ -123,7 +130,7 @@ def quality(source: Path, work: Path, data: Path, args) -> None:
                 qrels.setdefault(qid, set()).add(did)
     qids = sorted(qrels, key=int)
     print(f"\nSciFact test nDCG@10 ({len(passages)} docs, {len(qids)} queries), model {source}")
-    for precision in ("fp32", "int8"):
+    for precision in args.precisions:
         folder = export_model(source, work / f"quality-{precision}", precision=precision)
         model = load_model(folder, batch_size=args.batch_size, threads=args.threads)
         start = time.perf_counter()
@@ -154,9 +161,17 @@ def main() -> None:
     parser.add_argument("--k-doc", type=int, default=16)
     parser.add_argument("--k-query", type=int, default=4)
     parser.add_argument("--threads", type=int, default=None, help="threads for both runtimes (default: physical cores)")
-    parser.add_argument("--quality", action="store_true", help="also SciFact test nDCG@10, ONNX fp32 vs int8")
+    parser.add_argument("--quality", action="store_true", help="also SciFact test nDCG@10 of each ONNX precision")
+    parser.add_argument("--minilm", type=Path, default=None,
+                        help="MiniLM-size BERT masked LM with real weights (default: random weights)")
+    parser.add_argument("--precisions", default="fp32,int8,int8w,int4w",
+                        help="comma-separated ONNX precisions to export and time (default: %(default)s)")
     parser.add_argument("--model", type=Path, default=None, help="model for --quality (default: splade-tiny)")
     args = parser.parse_args()
+    args.precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    unknown = sorted(set(args.precisions) - set(PRECISIONS))
+    if unknown:
+        parser.error(f"unknown precision(s) {unknown}; choose from {', '.join(PRECISIONS)}")
     threads = args.threads or physical_cores()
     args.threads = threads
     torch.set_num_threads(threads)
@@ -171,8 +186,11 @@ def main() -> None:
             rows += bench_model("splade-tiny", args.splade, work, passages, queries, args)
         else:
             print(f"  ({args.splade} not found: splade-tiny skipped; the test suite fetches it into that folder)")
-        minilm = make_mlm(work / "minilm-size", hidden=384, layers=6, vocab_size=30522)
-        rows += bench_model("MiniLM-size", minilm, work, passages, queries, args)
+        if args.minilm is not None:
+            rows += bench_model("MiniLM", args.minilm, work, passages, queries, args)
+        else:
+            minilm = make_mlm(work / "minilm-size", hidden=384, layers=6, vocab_size=30522)
+            rows += bench_model("MiniLM-size", minilm, work, passages, queries, args)
         print()
         print("| model | side | runtime | graph texts/s | graph vs torch | end-to-end texts/s | end-to-end vs torch |")
         print("|---|---|---|---|---|---|---|")

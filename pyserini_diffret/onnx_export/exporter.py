@@ -10,7 +10,9 @@ Steps: load the torch model -> trace with fused attention (``attention.py``) -> 
 onnxruntime.transformers fusions (LayerNorm, SkipLayerNorm, RMSNorm, BiasGelu...) -> precision
 (fp16: the module is traced in half precision, so the dtype boundaries are exactly torch's: body and LM
 head in fp16, read-out in fp32; int8: dynamic quantisation of the MatMul weights, for CPU, a tied
-input-embedding/LM-head table stored once as int8 with per-row scales, ``tied.py``) -> write
+input-embedding/LM-head table stored once as int8 with per-row scales, ``tied.py``; int8w/int4w:
+weight-only quantisation, 8/4-bit weight blocks with float16 scales, GPTQ rounding calibrated on texts run
+through the fp32 graph, float32 compute, ``weight_only.py``) -> write
 ``model.onnx`` (external data ``model.onnx.data`` above 2 GB), the tokenizer files and
 ``diffret_config.json`` (runtime "onnx", export record) into a fresh folder, which replaces ``output`` only
 once complete.
@@ -34,6 +36,7 @@ from pyserini_diffret.onnx_export.record import (
     OUTPUT_NAMES,
     PRECISIONS,
     RECORD_KEY,
+    WEIGHT_ONLY_PRECISIONS,
     ExportRecord,
 )
 
@@ -46,6 +49,7 @@ TRACE_TEXTS = ["Aspirin reduces the risk of heart attack.", "bone", "Vitamin D d
 TRACE_K = 3
 
 Log = Callable[[str], None]
+Calibration = Any  # None (built-in texts), "none"/False (round to nearest), a list of texts or a text file
 
 
 class ExportError(RuntimeError):
@@ -66,27 +70,31 @@ class ExportResult:
 
 def export_model(source: str | Path, output: str | Path, *, backbone: str | None = None, k_query: int | None = None,
                  k_doc: int | None = None, precision: str = "fp32", opset: int | None = None, verify: bool = False,
-                 trust_remote_code: bool = False, **options: Any) -> Path:
+                 trust_remote_code: bool = False, calibration: Calibration = None, **options: Any) -> Path:
     """Export ``source`` (a Hugging Face model folder, or a registered name) to the folder ``output``.
 
     ``backbone``: ``mlm``, ``dream``, ``llada`` or None/"auto" (detected); ``k_query``/``k_doc``: the
-    defaults stored in the config (the graph accepts any K); ``precision``: ``fp32``, ``fp16`` (for CUDA)
-    or ``int8`` (dynamic quantisation, for CPU); ``verify``: compare the export with torch on sample texts
-    and raise ``ExportError`` when it misses the limits. Further options: ``overwrite`` (replace an
-    earlier export), ``fused_attention`` (default True), ``fusions`` (onnxruntime.transformers fusions,
-    default True), ``external_data`` (None: only above 2 GB), ``device`` for tracing (default "cpu"),
-    ``log`` (a callable for progress lines), and any ``RetrieverConfig`` field (``top_k``,
-    ``max_passage_length``, ``logit_shift``...). Returns the output folder.
+    defaults stored in the config (the graph accepts any K); ``precision``: ``fp32``, ``fp16`` (for CUDA),
+    ``int8`` (dynamic quantisation, for CPU: fast, but activations quantised per tensor), ``int8w`` or
+    ``int4w`` (weight-only quantisation: 8/4-bit weights, float32 compute; ``int8w`` is the accurate small
+    one); ``calibration`` (``int8w``/``int4w``): None for the built-in texts, a list of texts or a text
+    file (one per line) to calibrate GPTQ rounding on, or ``"none"`` for round-to-nearest; ``verify``:
+    compare the export with torch on sample texts and raise ``ExportError`` when it misses the limits.
+    Further options: ``overwrite`` (replace an earlier export), ``fused_attention`` (default True),
+    ``fusions`` (onnxruntime.transformers fusions, default True), ``external_data`` (None: only above
+    2 GB), ``device`` for tracing (default "cpu"), ``log`` (a callable for progress lines), and any
+    ``RetrieverConfig`` field (``top_k``, ``max_passage_length``, ``logit_shift``...). Returns the output
+    folder.
     """
     return export(source, output, backbone=backbone, k_query=k_query, k_doc=k_doc, precision=precision, opset=opset,
-                  verify=verify, trust_remote_code=trust_remote_code, **options).path
+                  verify=verify, trust_remote_code=trust_remote_code, calibration=calibration, **options).path
 
 
 def export(source: str | Path, output: str | Path, *, backbone: str | None = None, k_query: int | None = None,
            k_doc: int | None = None, precision: str = "fp32", opset: int | None = None, verify: bool = False,
            trust_remote_code: bool = False, overwrite: bool = False, fused_attention: bool = True,
            fusions: bool = True, external_data: bool | None = None, device: str = "cpu", log: Log | None = None,
-           **config_overrides: Any) -> ExportResult:
+           calibration: Calibration = None, **config_overrides: Any) -> ExportResult:
     """``export_model`` returning the full result (config, export record, verification report)."""
     log = log or (lambda message: None)
     if precision not in PRECISIONS:
@@ -95,6 +103,7 @@ def export(source: str | Path, output: str | Path, *, backbone: str | None = Non
     if opset < DEFAULT_OPSET:
         raise ExportError(f"opset {opset} is too old: the read-out needs ScatterElements(reduction='max'), opset >= 18")
     _check_overrides(config_overrides)
+    calibration_texts = _check_calibration(calibration, precision)
     source_path = _check_source(source)
     output = Path(output).expanduser()
     _check_output(output, overwrite)
@@ -136,6 +145,11 @@ def export(source: str | Path, output: str | Path, *, backbone: str | None = Non
         record.attention = "fused" if attention.fused_calls else "plain"
         retriever.tokenizer.save_pretrained(str(folder))
         config = _export_config(retriever, record, source_path)
+        feeds = None
+        if precision in WEIGHT_ONLY_PRECISIONS and calibration_texts is not False:
+            from pyserini_diffret.onnx_export.calibration import calibration_feeds  # noqa: PLC0415
+
+            feeds = calibration_feeds(retriever, calibration_texts)
         # From here on only the graph is needed: free the torch weights before the graph passes copy it.
         del retriever, adapter
         gc.collect()
@@ -150,6 +164,12 @@ def export(source: str | Path, output: str | Path, *, backbone: str | None = Non
             for table in shared:
                 log(f"tied embedding {'x'.join(map(str, table.shape))} stored once as int8 (per-row scales), read by "
                     f"{table.embedding_lookups} lookup(s) and {table.lm_heads} LM head(s)")
+        elif precision in WEIGHT_ONLY_PRECISIONS:
+            model, weight_only, shared = _quantise_weight_only(model, precision, feeds, calibration_texts, work,
+                                                               use_external, log)
+            record.weight_only = weight_only.to_dict()
+            record.shared_embeddings = [table.to_dict() for table in shared]
+            record.notes.extend(weight_only.notes)
         _stamp(model)
         graph_bytes, data_bytes = _save_graph(model, folder, use_external)
         del model
@@ -172,9 +192,26 @@ def _check_overrides(overrides: dict[str, Any]) -> None:
 
     unknown = sorted(set(overrides) - _CONFIG_OPTIONS - {"dtype"})
     if "dtype" in overrides:
-        raise ExportError("dtype is set by precision (fp32, fp16, int8); do not pass it")
+        raise ExportError(f"dtype is set by precision ({', '.join(PRECISIONS)}); do not pass it")
     if unknown:
         raise ExportError(f"unknown export option(s) {unknown}; config options are: {', '.join(sorted(_CONFIG_OPTIONS))}")
+
+
+def _check_calibration(calibration: Calibration, precision: str):
+    """None: built-in texts; False: none (round to nearest); else (queries, passages) read from the texts/file."""
+    if calibration is None:
+        return None
+    if precision not in WEIGHT_ONLY_PRECISIONS:
+        raise ExportError(f"calibration texts are for the weight-only precisions ({', '.join(WEIGHT_ONLY_PRECISIONS)}),"
+                          f" not {precision}")
+    if calibration is False or (isinstance(calibration, str) and calibration.lower() == "none"):
+        return False
+    from pyserini_diffret.onnx_export.calibration import read_texts  # noqa: PLC0415
+
+    try:
+        return read_texts(calibration)
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        raise ExportError(str(error)) from None
 
 
 def _check_source(source: str | Path) -> Path:
@@ -422,6 +459,57 @@ def _quantise_int8(model, work: Path, external: bool):
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
     return onnx.load(str(target)), shared
+
+
+def _quantise_weight_only(model, precision: str, feeds, texts, work: Path, external: bool, log: Log):
+    """Weight-only quantisation (``weight_only.py``); GPTQ rounding when calibration feeds are given and fit."""
+    from pyserini_diffret.onnx_export import weight_only  # noqa: PLC0415
+    from pyserini_diffret.runtimes.onnx_runtime import physical_cores  # noqa: PLC0415
+
+    bits = weight_only.BITS[precision]
+    hessians, calibration, notes = None, None, []
+    if feeds:
+        inputs = sorted({name for names in weight_only.find_matmul_weights(model).values() for name in names})
+        needed = weight_only.hessian_bytes(model, inputs)
+        if needed > weight_only.HESSIAN_BUDGET:
+            notes.append(f"GPTQ skipped (its Hessians would take {needed / 1024**3:.1f} GiB): weights rounded to "
+                         "nearest")
+            log(notes[-1])
+        else:
+            log(f"calibrating: {len(feeds)} batches of texts through the fp32 graph ...")
+            graph, model = _calibration_graph(model, inputs, work, external)
+            hessians, tokens = weight_only.collect_hessians(graph, inputs, feeds, threads=physical_cores())
+            del graph
+            calibration = {"source": "built-in" if texts is None else "given", "batches": len(feeds), "tokens": tokens,
+                           "texts": int(sum(f["input_ids"].shape[0] for f in feeds))}
+    log(f"quantising weights to {bits} bits ({'GPTQ' if hessians else 'round to nearest'}, float16 scales per "
+        f"{weight_only.BLOCK} weights; float32 compute) ...")
+    result, shared = weight_only.quantise_weight_only(model, bits, hessians, log)
+    result.calibration = calibration
+    result.notes[:0] = notes
+    return model, result, shared
+
+
+def _calibration_graph(model, inputs: list[str], work: Path, external: bool):
+    """(the fp32 graph with the MatMul inputs as extra outputs: bytes, or a path above 2 GB; the model).
+
+    Saving with external data empties the in-memory tensors, so that model comes back reloaded.
+    """
+    import onnx  # noqa: PLC0415
+    from onnx import TensorProto, helper  # noqa: PLC0415
+
+    count = len(model.graph.output)
+    model.graph.output.extend(helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in inputs)
+    if external:
+        path = work / "calibration" / GRAPH_NAME
+        _save_graph(model, path.parent, True, make=True)
+        del model
+        model = onnx.load(str(path))
+        graph = str(path)
+    else:
+        graph = model.SerializeToString()
+    del model.graph.output[count:]
+    return graph, model
 
 
 def _stamp(model) -> None:

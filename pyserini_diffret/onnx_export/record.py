@@ -20,7 +20,8 @@ GRAPH_NAME = "model.onnx"
 EXTERNAL_DATA_NAME = "model.onnx.data"
 INPUT_NAMES = ("input_ids", "attention_mask", "slot_offsets", "content_mask", "stop_truncation")
 OUTPUT_NAMES = ("slot_vectors", "term_weights")
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "int8w", "int4w")
+WEIGHT_ONLY_PRECISIONS = ("int8w", "int4w")  # weight-only quantisation, float32 compute (weight_only.py)
 
 
 class ModelFolderError(ValueError):
@@ -48,8 +49,11 @@ class ExportRecord:
     outputs: list[str] = field(default_factory=lambda: list(OUTPUT_NAMES))
     versions: dict[str, str] = field(default_factory=dict)
     verification: dict[str, Any] | None = None
-    # int8: tied input-embedding/LM-head tables stored once, as int8 with per-row scales (tied.SharedTable)
+    # int8: tied input-embedding/LM-head tables stored once, as int8 with per-row scales (tied.SharedTable);
+    # int8w/int4w: stored once in 8/4-bit blocks with float16 scales (weight_only.py)
     shared_embeddings: list[dict[str, Any]] = field(default_factory=list)
+    # int8w/int4w: the weight-only scheme (bits, block size, scales, rounding, calibration; WeightOnlyResult)
+    weight_only: dict[str, Any] | None = None
     format: int = RECORD_FORMAT
 
     def slot_layout(self) -> SlotLayout:

@@ -35,16 +35,18 @@ _COMPARE_ROWS = 4096  # rows compared at a time (keeps the comparison of large t
 
 @dataclass
 class SharedTable:
-    """One tied table stored once as int8: what the export record keeps about it."""
+    """One tied table stored once, quantised: what the export record keeps about it."""
 
     table: str  # the int8 table's initializer name
     shape: tuple[int, int]  # [V, H]
     embedding_lookups: int = 0  # Gather nodes rewritten
     lm_heads: int = 0  # MatMul nodes rewritten
     replaced: list[str] = field(default_factory=list)  # the fp32 initializers it replaces
+    dtype: str = "int8"  # int8, or int4 (weight_only.py)
+    scales: str = "per-row symmetric"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"table": self.table, "shape": list(self.shape), "dtype": "int8", "scales": "per-row symmetric",
+        return {"table": self.table, "shape": list(self.shape), "dtype": self.dtype, "scales": self.scales,
                 "embedding_lookups": self.embedding_lookups, "lm_heads": self.lm_heads,
                 "replaced": list(self.replaced)}
 
