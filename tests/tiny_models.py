@@ -1,6 +1,6 @@
 """Small random models of each backbone family, built in the tests (no downloads).
 
-- ``mlm``: a 2-layer BERT masked LM with a WordPiece tokenizer trained here.
+- ``mlm``: a 2-layer BERT masked LM with a WordPiece tokenizer built here.
 - ``dream``: a Qwen2-shaped decoder run bidirectionally, byte-level BPE tokenizer with Qwen's chat
   markup and Dream's real mask token ``<|mask|>``.
 - ``llada``: a Llama-shaped decoder run bidirectionally, Llama-3 chat markup and ``<|mdm_mask|>``.
@@ -53,12 +53,18 @@ def _bpe_tokenizer(specials: list[str], vocab_size: int = 600):
 def _wordpiece_tokenizer():
     from transformers import BertTokenizerFast
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    # The vocabulary is listed, not trained: tokenizers' WordPieceTrainer gives a different vocabulary from
+    # run to run (hash-map order, huggingface/tokenizers#1794), which made results vary between processes.
+    # CORPUS words are whole tokens; other words split into a few suffixes and characters.
+    normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    words = {word for text in CORPUS for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))}
+    characters = sorted({c for word in words for c in word} | set("abcdefghijklmnopqrstuvwxyz0123456789"))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *characters, *(f"##{c}" for c in characters),
+             "##ing", "##s", "##ed", "##er", *sorted(w for w in words if len(w) > 1)]
+    tok = Tokenizer(models.WordPiece({token: i for i, token in enumerate(dict.fromkeys(vocab))}, unk_token="[UNK]"))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre_tokenizer
     tok.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(vocab_size=400, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
-    tok.train_from_iterator(CORPUS, trainer)
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]

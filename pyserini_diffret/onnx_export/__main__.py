@@ -23,9 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--k-doc", type=int, metavar="N", help="default number of document slots stored in the config")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
                         help="fp32 (default); fp16 (for CUDA); int8 (dynamic quantisation, for CPU: ~2x faster, "
-                        "but activations quantised per tensor, inaccurate on real BERT weights); int8w (weight-only "
-                        "8-bit, GPTQ-calibrated, float32 compute: fp32 accuracy within ~1e-2 at a quarter of the size; "
-                        "the one to ship); int4w (weight-only 4-bit: smallest, least accurate)")
+                        "activations quantised per tensor: check retrieval quality, BENCHMARKS.md); int8w (weight-only "
+                        "8-bit, GPTQ-calibrated, float32 compute: vectors within ~1e-2 of fp32 at a quarter of the "
+                        "size, about fp32 speed); int4w (weight-only 4-bit: smallest, least accurate)")
     parser.add_argument("--calibration", metavar="FILE|none",
                         help="int8w/int4w: texts to calibrate the GPTQ rounding on (a UTF-8 file, one text per line; "
                         "default: built-in texts), or 'none' to round to nearest")

@@ -61,7 +61,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=d.device)
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--dense-teacher", help="warm start: sentence encoder whose mean-pooled vectors the slots imitate")
-    p.add_argument("--sparse-teacher", help="warm start: SPLADE-style masked LM (same vocabulary) for term weights")
+    p.add_argument("--sparse-teacher", help="warm start: SPLADE-style masked LM (same vocabulary) for term weights, or 'bm25' "
+                        "(BM25 statistics of the training corpus)")
     p.add_argument("--distill-steps", type=int, default=d.distill_steps,
                    help="first N steps train on the distillation loss only")
     p.add_argument("--distill-weight", type=float, default=d.distill_weight,

@@ -20,9 +20,13 @@ def maxsim_scores(query_slots: torch.Tensor, passage_slots: torch.Tensor) -> tor
 
 
 def term_weights(slot_logits: torch.Tensor, content_mask: torch.Tensor) -> torch.Tensor:
-    """``[B, V]`` max over slots of ``log(1 + relu(logit))`` on the text's own words (training: no top-k)."""
-    weights = torch.log1p(torch.relu(slot_logits.float()))
-    return (weights * content_mask[:, None, :].to(weights.dtype)).amax(dim=1)
+    """``[B, V]`` max over slots of ``log(1 + relu(logit))`` on the text's own words (training: no top-k).
+
+    ``log(1 + relu(.))`` is non-decreasing, so the max over slots is taken on the logits first: the same
+    values and gradients, without keeping ``[B, K, V]`` intermediates for the backward pass.
+    """
+    pooled = slot_logits.amax(dim=1).float()
+    return torch.log1p(torch.relu(pooled)) * content_mask.to(pooled.dtype)
 
 
 def contrastive(scores: torch.Tensor, targets: torch.Tensor, blocked: torch.Tensor | None) -> torch.Tensor:

@@ -36,7 +36,9 @@ class _Teacher:
         raise NotImplementedError
 
     def targets(self, texts: Sequence[str], max_text_tokens: int) -> list[torch.Tensor]:
-        missing = sorted({t for t in texts if (t, max_text_tokens) not in self.cache}, key=len)
+        # Sorted by (length, text), not set order: the batches, and so the float results, must not depend on
+        # Python's hash seed, or a fixed training seed would not give the same model in another process.
+        missing = sorted({t for t in texts if (t, max_text_tokens) not in self.cache}, key=lambda t: (len(t), t))
         for start in range(0, len(missing), self.batch_size):
             chunk = missing[start:start + self.batch_size]
             for text, value in zip(chunk, self._compute(chunk, max_text_tokens)):
@@ -90,11 +92,65 @@ class SparseTeacher(_Teacher):
         pooled = weights.amax(dim=1).cpu()
         return [row.to_sparse() for row in pooled]
 
-    def batch(self, texts: Sequence[str], max_text_tokens: int, device: torch.device) -> torch.Tensor:
+    def batch(self, texts: Sequence[str], max_text_tokens: int, device: torch.device, side: str = "passage"
+              ) -> torch.Tensor:
         return torch.stack([t.to_dense() for t in self.targets(texts, max_text_tokens)]).to(device)
 
 
-def check_vocabularies(student_tokenizer, teacher: _Teacher) -> None:
+class Bm25Teacher:
+    """Term weights from BM25 statistics of the training corpus, on the student's own vocabulary.
+
+    A document's target for each of its content tokens is BM25's saturated term frequency
+    ``tf (k1 + 1) / (tf + k1 (1 - b + b len / avglen))``; a query's target is the token's idf (scaled by
+    ``query_scale``). Their dot product is BM25 over word pieces. Statistics (document frequencies, average
+    length) come from ``corpus`` as the student reads it: its tokenizer, its content filter, truncated to
+    ``max_passage_length`` text tokens. No model and no judgements are involved.
+    """
+
+    def __init__(self, corpus: Sequence[str], tokenizer, content_filter, vocab_size: int, max_passage_length: int,
+                 k1: float = 0.9, b: float = 0.4, query_scale: float = 0.25) -> None:
+        self.tokenizer = tokenizer
+        self.content = content_filter
+        self.vocab_size = vocab_size
+        self.k1, self.b, self.query_scale = k1, b, query_scale
+        self.path = "bm25"
+        counts = torch.zeros(vocab_size, dtype=torch.float64)
+        lengths = []
+        for start in range(0, len(corpus), 256):
+            for ids in self._content_ids(list(corpus[start:start + 256]), max_passage_length):
+                lengths.append(len(ids))
+                if ids:
+                    counts[torch.tensor(sorted(set(ids)))] += 1
+        n = max(1, len(corpus))
+        self.idf = torch.log(1 + (n - counts + 0.5) / (counts + 0.5)).to(torch.float32)
+        self.average_length = max(1.0, sum(lengths) / max(1, len(lengths)))
+
+    def _content_ids(self, texts: list[str], max_text_tokens: int) -> list[list[int]]:
+        encoded = self.tokenizer(texts, add_special_tokens=False, truncation=True, max_length=max_text_tokens,
+                                 split_special_tokens=True)["input_ids"]
+        out = []
+        for text, ids in zip(texts, encoded):
+            allowed = set(self.content.token_ids(text).tolist())
+            out.append([i for i in ids if i in allowed])
+        return out
+
+    def batch(self, texts: Sequence[str], max_text_tokens: int, device: torch.device, side: str = "passage"
+              ) -> torch.Tensor:
+        target = torch.zeros(len(texts), self.vocab_size)
+        for row, ids in enumerate(self._content_ids(list(texts), max_text_tokens)):
+            if not ids:
+                continue
+            index, tf = torch.unique(torch.tensor(ids), return_counts=True)
+            if side == "query":
+                target[row, index] = self.idf[index] * self.query_scale
+            else:
+                tf = tf.to(torch.float32)
+                norm = self.k1 * (1 - self.b + self.b * len(ids) / self.average_length)
+                target[row, index] = tf * (self.k1 + 1) / (tf + norm)
+        return target.to(device)
+
+
+def check_vocabularies(student_tokenizer, teacher) -> None:
     if student_tokenizer.get_vocab() != teacher.tokenizer.get_vocab():
         raise ValueError(f"{teacher.path}: the sparse teacher's vocabulary differs from the student's; "
                          "term weights cannot be distilled across vocabularies")

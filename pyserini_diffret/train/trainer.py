@@ -76,7 +76,7 @@ class TrainConfig:
     device: str = "cpu"
     threads: int | None = None
     dense_teacher: str | None = None
-    sparse_teacher: str | None = None
+    sparse_teacher: str | None = None  # a SPLADE-style MLM folder, or "bm25" (statistics of the training corpus)
     distill_steps: int = 0
     distill_weight: float = 0.0
     trust_remote_code: bool = False
@@ -244,7 +244,7 @@ def train(config: TrainConfig, callback: Callable[[int, dict[str, float]], None]
     """
     from pyserini_diffret.core.content import ContentFilter  # noqa: PLC0415
     from pyserini_diffret.core.prompts import PromptBuilder  # noqa: PLC0415
-    from pyserini_diffret.train.teachers import DenseTeacher, SparseTeacher, check_vocabularies  # noqa: PLC0415
+    from pyserini_diffret.train.teachers import Bm25Teacher, DenseTeacher, SparseTeacher, check_vocabularies  # noqa: PLC0415
 
     config.validate()
     _set_threads(config.threads)
@@ -302,8 +302,12 @@ def train(config: TrainConfig, callback: Callable[[int, dict[str, float]], None]
     if dense_teacher and dense_teacher.hidden_size != adapter.hidden_size:
         raise ValueError(f"{config.dense_teacher}: hidden size {dense_teacher.hidden_size} differs from the "
                          f"student's {adapter.hidden_size}")
-    sparse_teacher = SparseTeacher(config.sparse_teacher, device) if config.sparse_teacher else None
-    if sparse_teacher:
+    sparse_teacher = None
+    if config.sparse_teacher == "bm25":
+        texts = list(corpus.values()) if corpus else sorted({p for e in examples for p in e.positives + e.negatives})
+        sparse_teacher = Bm25Teacher(texts, tokenizer, content, adapter.vocab_size, config.max_passage_length)
+    elif config.sparse_teacher:
+        sparse_teacher = SparseTeacher(config.sparse_teacher, device)
         check_vocabularies(tokenizer, sparse_teacher)
 
     batcher = _Batcher(examples, config.batch_size, config.hard_negatives, config.seed)
@@ -434,10 +438,10 @@ def _train_step(adapter, builder, content, tail, retriever_config: RetrieverConf
             total = total + distill_scale * term
             record["distill_dense"] = term.item()
         if sparse_teacher is not None:
-            term = (losses.weight_distillation(q_weights, sparse_teacher.batch(queries, config.max_query_length, device),
-                                               q_mask)
-                    + losses.weight_distillation(p_weights, sparse_teacher.batch(passages, config.max_passage_length,
-                                                                                 device), p_mask))
+            q_target = sparse_teacher.batch(queries, config.max_query_length, device, side="query")
+            p_target = sparse_teacher.batch(passages, config.max_passage_length, device, side="passage")
+            term = (losses.weight_distillation(q_weights, q_target, q_mask)
+                    + losses.weight_distillation(p_weights, p_target, p_mask))
             total = total + distill_scale * term
             record["distill_sparse"] = term.item()
     total.backward()

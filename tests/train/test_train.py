@@ -168,3 +168,29 @@ def test_cli_reports_bad_data_without_a_traceback(tiny_model_dirs, tmp_path, cap
                        "--no-progress"])
     assert code == 2
     assert f"{data}:1: not valid JSON" in capsys.readouterr().err
+
+
+def test_bm25_sparse_teacher_needs_no_weights(tiny_model_dirs, toy_jsonl, tmp_path):
+    result = train(_config(tiny_model_dirs["mlm"], tmp_path / "out", toy_jsonl, max_steps=10, sparse_teacher="bm25",
+                           distill_steps=8))
+    early = [r["distill_sparse"] for r in result.losses[:8]]
+    assert early[-1] < early[0]
+
+
+def test_bm25_teacher_targets_are_bm25_over_word_pieces(tiny_model_dirs):
+    from transformers import AutoTokenizer
+
+    from pyserini_diffret.core.content import ContentFilter
+    from pyserini_diffret.train.teachers import Bm25Teacher
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dirs["mlm"]))
+    content = ContentFilter(tokenizer, len(tokenizer))
+    corpus = ["fox fox dog", "dog cell", "cell wing"]
+    teacher = Bm25Teacher(corpus, tokenizer, content, len(tokenizer), max_passage_length=32, k1=0.9, b=0.0)
+    fox = tokenizer.convert_tokens_to_ids("fox")
+    query = teacher.batch(["fox"], 8, torch.device("cpu"), side="query")
+    doc = teacher.batch(["fox fox dog"], 32, torch.device("cpu"))
+    idf = torch.log(torch.tensor(1 + (3 - 1 + 0.5) / (1 + 0.5)))
+    assert query[0, fox].item() == pytest.approx(0.25 * idf.item(), rel=1e-5)
+    assert doc[0, fox].item() == pytest.approx(2 * 1.9 / (2 + 0.9), rel=1e-5)
+    assert int((query[0] > 0).sum()) == 1
