@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from pyserini_diffret.workflow import collection
+
 TITLE_SEPARATOR = ". "
 
 
@@ -96,76 +98,36 @@ def read_jsonl(path: str | Path, title_separator: str = TITLE_SEPARATOR) -> list
 
 
 def read_corpus(path: str | Path, title_separator: str = TITLE_SEPARATOR) -> dict[str, str]:
-    """BEIR ``corpus.jsonl``: ``{doc id: title + ". " + text}``."""
-    path = Path(path)
-    if not path.is_file():
-        raise TrainingDataError(f"{path}: corpus file not found")
+    """A corpus (BEIR ``corpus.jsonl`` or Pyserini JSON lines): ``{doc id: title + ". " + text}``.
+
+    Read by the search-time reader (``workflow.collection``), so training sees the same documents with the
+    same rules for bad input; its errors are re-raised as ``TrainingDataError`` with the same message.
+    """
     corpus: dict[str, str] = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise TrainingDataError(f"{where}: not valid JSON ({error.msg})") from None
-            if not isinstance(record, dict) or "_id" not in record or not isinstance(record.get("text"), str):
-                raise TrainingDataError(f"{where}: a corpus line needs '_id' and a string 'text'")
-            title = record.get("title") or ""
-            text = record["text"]
-            corpus[str(record["_id"])] = f"{title}{title_separator}{text}" if title else text
+    try:
+        for doc, _ in collection.CorpusReader(path).read():
+            corpus[doc.docid] = f"{doc.title}{title_separator}{doc.text}" if doc.title else doc.text
+    except collection.InputError as error:
+        raise TrainingDataError(str(error)) from None
     if not corpus:
         raise TrainingDataError(f"{path}: the corpus is empty")
     return corpus
 
 
 def read_queries(path: str | Path) -> dict[str, str]:
-    path = Path(path)
-    if not path.is_file():
-        raise TrainingDataError(f"{path}: queries file not found")
-    queries: dict[str, str] = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise TrainingDataError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-            if not isinstance(record, dict) or "_id" not in record or not isinstance(record.get("text"), str):
-                raise TrainingDataError(f"{path}:{number}: a query line needs '_id' and a string 'text'")
-            queries[str(record["_id"])] = record["text"]
-    return queries
+    """BEIR ``queries.jsonl`` or a topics TSV: ``{query id: text}``."""
+    try:
+        return collection.read_topics(path)
+    except collection.InputError as error:
+        raise TrainingDataError(str(error)) from None
 
 
 def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
     """BEIR qrels TSV (header ``query-id corpus-id score``) or TREC qrels (``qid 0 docid rel``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise TrainingDataError(f"{path}: qrels file not found")
-    qrels: dict[str, dict[str, int]] = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if number == 1 and not parts[-1].lstrip("-").isdigit():
-                continue  # header
-            if len(parts) == 3:
-                qid, docid, score = parts
-            elif len(parts) == 4:
-                qid, _, docid, score = parts
-            else:
-                raise TrainingDataError(f"{path}:{number}: expected 'query-id corpus-id score' (3 or 4 columns)")
-            try:
-                value = int(float(score))
-            except ValueError:
-                raise TrainingDataError(f"{path}:{number}: score {score!r} is not a number") from None
-            qrels.setdefault(qid, {})[docid] = value
-    if not qrels:
-        raise TrainingDataError(f"{path}: no judgements")
-    return qrels
+    try:
+        return collection.read_qrels(path)
+    except collection.InputError as error:
+        raise TrainingDataError(str(error)) from None
 
 
 def read_beir(folder: str | Path, qrels: str | Path | None = None,
