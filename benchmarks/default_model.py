@@ -231,6 +231,12 @@ ONNX, int8 dynamic quantisation (CPU), `{graph.name}` sha256 `{sha256(graph)[:16
 {folder_size_mb(target):.1f} MB. Defaults: K_q = {RECIPE['k_query']}, K_p = {RECIPE['k_doc']}, query {RECIPE['max_query_length']} /
 passage {RECIPE['max_passage_length']} text tokens, top-{RECIPE['top_k']} terms per slot, impact scale 100.
 
+## Limits
+Trained on 809 scientific claims only, at 22.7M parameters: on SciFact it is close to the strong baselines,
+out of domain it is not. Read the Cranfield rows against BM25 below before choosing it for other
+collections; for a new domain, fine-tune on its data (`python -m pyserini_diffret.train`) or fuse with BM25.
+Its slots are nearly identical after fine-tuning, so dense multi (MaxSim) and dense single score alike.
+
 ## Metrics (measured by this build, in memory; nDCG@10 / R@100)
 hybrid = the paper's fusion (per-query min-max over each top-1000, 0.5/0.5, missing = 0) of dense single and
 sparse; hybrid-multi fuses dense multi (MaxSim) and sparse.
