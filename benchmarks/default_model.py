@@ -236,6 +236,9 @@ Trained on 809 scientific claims only, at 22.7M parameters: on SciFact it is clo
 out of domain it is not. Read the Cranfield rows against BM25 below before choosing it for other
 collections; for a new domain, fine-tune on its data (`python -m pyserini_diffret.train`) or fuse with BM25.
 Its slots are nearly identical after fine-tuning, so dense multi (MaxSim) and dense single score alike.
+int8 dynamic quantisation scales each batch's activations as a whole, so a text's vectors vary slightly
+with the other texts in its batch (deterministic for the same batches). For batch-exact vectors, export
+the fine-tuned folder that `make default-model` leaves in `.cache/default-model/fine-tuned` in fp32.
 
 ## Metrics (measured by this build, in memory; nDCG@10 / R@100)
 hybrid = the paper's fusion (per-query min-max over each top-1000, 0.5/0.5, missing = 0) of dense single and

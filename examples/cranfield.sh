@@ -25,7 +25,7 @@ step $PY -m pyserini.search.faiss --index "$W/dense-index" --topics "$W/topics.t
   --encoder diffret --output "$W/dense.run" --hits 1000 --batch-size 64 --threads 2
 step $PY -m pyserini.search.hybrid dense --index "$W/dense-index" --encoder diffret \
   sparse --index "$W/impact-index" --impact --encoder diffret \
-  fusion --alpha 0.5 run --topics "$W/topics.tsv" --output "$W/hybrid-pyserini.run"
+  fusion --alpha 1.0 --normalization run --topics "$W/topics.tsv" --output "$W/hybrid-pyserini.run"
 step $PY -m pyserini_diffret.fusion --runs "$W/dense.run" "$W/sparse.run" --output "$W/hybrid.run" --alpha 0.5
 step $PY -m pyserini.fusion --runs "$W/dense.run" "$W/sparse.run" --output "$W/rrf.run" --method rrf
 for run in sparse dense hybrid hybrid-pyserini rrf; do

@@ -94,7 +94,7 @@ def build_lucene_index(input_dir: Path, index_dir: Path, threads: int, log: Call
     command = [sys.executable, "-m", "pyserini_diffret.index_lucene", "--collection", "JsonVectorCollection",
                "--input", str(input_dir), "--index", str(index_dir), "--generator", "DefaultLuceneDocumentGenerator",
                "--impact", "--pretokenized", "--threads", str(threads)]
-    log("$ " + " ".join(command[1:]).replace("pyserini_diffret.index_lucene", "pyserini.index.lucene"))
+    log("$ python " + " ".join(command[1:]) + "  (= python -m pyserini.index.lucene with Java 21+ set up)")
     proc = subprocess.run(command, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"Lucene indexing failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
