@@ -32,6 +32,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -40,6 +41,7 @@ from pyserini_diffret import load_model  # noqa: E402
 from pyserini_diffret.onnx_export import PRECISIONS, compare_models, export_model  # noqa: E402
 from pyserini_diffret.runtimes.onnx_runtime import physical_cores  # noqa: E402
 from tests.tiny_models import make_mlm  # noqa: E402
+from timing import interleaved_best  # noqa: E402
 
 DEFAULT_SPLADE = REPO / ".cache" / "test-weights" / "splade-tiny"
 
@@ -59,18 +61,6 @@ def read_beir(data: Path, docs: int | None) -> tuple[list[str], list[str], list[
             q = json.loads(line)
             queries[q["_id"]] = q["text"]
     return ids, passages, list(queries.values()), queries
-
-
-def interleaved_best(fns: dict[str, object], repeats: int) -> dict[str, float]:
-    for fn in fns.values():
-        fn()  # warm-up
-    best = {name: float("inf") for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
 
 
 def bench_model(label: str, source: Path, work: Path, passages, queries, args, backbone: str = "mlm") -> list[tuple]:

@@ -15,16 +15,17 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 import torch  # noqa: E402
 
 from pyserini_diffret import load_model  # noqa: E402
 from tests.tiny_models import BUILDERS  # noqa: E402
+from timing import interleaved_best  # noqa: E402
 
 SIZE = dict(hidden=384, layers=6)
 VOCAB = {"mlm": 30522, "dream": 32000, "llada": 32000, "ar": 32000}
@@ -47,19 +48,6 @@ def read_texts(data: Path, n: int) -> tuple[list[str], list[str]]:
     with open(queries, encoding="utf-8") as f:
         query_texts = [json.loads(line)["text"] for _, line in zip(range(n), f)]
     return passages, query_texts
-
-
-def interleaved_best(fns: dict[int, object], repeats: int) -> dict[int, float]:
-    """Best wall time per K, the Ks timed in turn each round so that machine load drifts hit all alike."""
-    for fn in fns.values():
-        fn()  # warm-up: allocator, thread pool, tokenizer caches
-    best = {k: float("inf") for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            best[k] = min(best[k], time.perf_counter() - start)
-    return best
 
 
 def main() -> None:
