@@ -162,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=REPO / ".cache" / "quality")
     parser.add_argument("--quick", action="store_true", help="skip the K sweep and the zero-shot base")
     parser.add_argument("--json", type=Path, default=None, help="also write all figures here")
+    parser.add_argument("--reuse", type=Path, default=None,
+                        help="take the BM25, splade-tiny, MiniLM and zero-shot base rows from an earlier --json "
+                        "file instead of recomputing them (they do not depend on the fine-tuned model)")
     args = parser.parse_args(argv)
 
     import pyserini_diffret  # noqa: F401 - Java/offline set-up before Pyserini
@@ -172,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     collections = [Collection("SciFact test", args.data_root / "scifact"),
                    Collection("Cranfield", args.data_root / "cranfield")]
-    weights = fetch_weights(args.cache)
+    weights = fetch_weights(args.cache) if not args.reuse else None
     rows: dict[str, dict[str, dict[str, float]]] = {}
     notes = []
 
@@ -181,21 +184,27 @@ def main(argv: list[str] | None = None) -> int:
         rows.setdefault(row, {})[collection.name] = value
         return value
 
-    for c in collections:
-        log(f"{c.name}: BM25")
-        run = bm25(c, args.work)
-        add("BM25 (Pyserini, k1=0.9 b=0.4)", c, run)
-        notes.append(trec_eval_check(run, c, args.work))
-        log(f"{c.name}: splade-tiny")
-        docs = splade_pooling(weights["splade-tiny"], c.doc_texts)
-        queries = splade_pooling(weights["splade-tiny"], c.queries)
-        add("splade-tiny, SPLADE pooling", c, ev.sparse_search(queries, docs, c.qids, c.docids))
-        log(f"{c.name}: MiniLM mean pooling")
-        docs = mean_pooling(weights["minilm"], c.doc_texts)
-        queries = mean_pooling(weights["minilm"], c.queries)
-        add("all-MiniLM-L6-v2, mean pooling", c, ev.dense_search(queries, docs, c.qids, c.docids))
+    reused = json.loads(args.reuse.read_text()) if args.reuse else None
+    if reused:
+        rows.update({row: values for row, values in reused["rows"].items() if not row.startswith("diffret")})
+        notes.extend(reused["notes"])
+        log(f"baseline and zero-shot rows reused from {args.reuse}")
+    else:
+        for c in collections:
+            log(f"{c.name}: BM25")
+            run = bm25(c, args.work)
+            add("BM25 (Pyserini, k1=0.9 b=0.4)", c, run)
+            notes.append(trec_eval_check(run, c, args.work))
+            log(f"{c.name}: splade-tiny")
+            docs = splade_pooling(weights["splade-tiny"], c.doc_texts)
+            queries = splade_pooling(weights["splade-tiny"], c.queries)
+            add("splade-tiny, SPLADE pooling", c, ev.sparse_search(queries, docs, c.qids, c.docids))
+            log(f"{c.name}: MiniLM mean pooling")
+            docs = mean_pooling(weights["minilm"], c.doc_texts)
+            queries = mean_pooling(weights["minilm"], c.queries)
+            add("all-MiniLM-L6-v2, mean pooling", c, ev.dense_search(queries, docs, c.qids, c.docids))
 
-    if not args.quick:
+    if not args.quick and not reused:
         from default_model import build_base  # noqa: PLC0415
 
         base = args.base or build_base(weights["minilm"], args.cache)
