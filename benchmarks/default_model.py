@@ -249,7 +249,7 @@ sparse; hybrid-multi fuses dense multi (MaxSim) and sparse.
 {chr(10).join(rows)}
 
 References on the same data: Pyserini BM25 SciFact 0.679 / 0.925, Cranfield 0.351 / 0.722; all-MiniLM-L6-v2
-mean pooling SciFact 0.645. Full comparison: `BENCHMARKS.md` (`python benchmarks/quality.py`).
+mean pooling SciFact 0.648, Cranfield 0.383. Full comparison: `BENCHMARKS.md` (`python benchmarks/quality.py`).
 """
 
 
