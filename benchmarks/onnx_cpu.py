@@ -24,7 +24,6 @@ fine-tuned model (zero-shot mask slots of off-the-shelf encoders carry no meanin
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -34,7 +33,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from pyserini_diffret import load_model  # noqa: E402
@@ -46,21 +44,12 @@ from timing import interleaved_best  # noqa: E402
 DEFAULT_SPLADE = REPO / ".cache" / "test-weights" / "splade-tiny"
 
 
-def read_beir(data: Path, docs: int | None) -> tuple[list[str], list[str], list[str], dict[str, str]]:
-    ids, passages = [], []
-    with open(data / "corpus.jsonl", encoding="utf-8") as f:
-        for line in f:
-            doc = json.loads(line)
-            ids.append(doc["_id"])
-            passages.append(f"{doc['title']}. {doc['text']}" if doc.get("title") else doc["text"])
-            if docs and len(passages) == docs:
-                break
-    queries = {}
-    with open(data / "queries.jsonl", encoding="utf-8") as f:
-        for line in f:
-            q = json.loads(line)
-            queries[q["_id"]] = q["text"]
-    return ids, passages, list(queries.values()), queries
+def read_texts(data: Path, docs: int) -> tuple[list[str], list[str]]:
+    """The first ``docs`` passages (title + ". " + text) and every query of a BEIR folder."""
+    from pyserini_diffret.train.data import read_corpus, read_queries  # noqa: PLC0415
+
+    passages = list(read_corpus(data / "corpus.jsonl").values())[:docs]
+    return passages, list(read_queries(data / "queries.jsonl").values())
 
 
 def bench_model(label: str, source: Path, work: Path, passages, queries, args, backbone: str = "mlm") -> list[tuple]:
@@ -98,46 +87,25 @@ def bench_model(label: str, source: Path, work: Path, passages, queries, args, b
     return rows
 
 
-def ndcg_at_10(scores: np.ndarray, doc_ids: list[str], qrels: dict[str, set[str]], qids: list[str]) -> float:
-    total = 0.0
-    for row, qid in zip(scores, qids):
-        top = np.argsort(-row, kind="stable")[:10]
-        gains = [1.0 if doc_ids[i] in qrels[qid] else 0.0 for i in top]
-        dcg = sum(g / np.log2(r + 2) for r, g in enumerate(gains))
-        ideal = sum(1.0 / np.log2(r + 2) for r in range(min(10, len(qrels[qid]))))
-        total += dcg / ideal if ideal else 0.0
-    return total / len(qids)
-
-
 def quality(source: Path, work: Path, data: Path, args) -> None:
-    doc_ids, passages, _, queries = read_beir(data, None)
-    qrels: dict[str, set[str]] = {}
-    with open(data / "qrels" / "test.tsv", encoding="utf-8") as f:
-        next(f)
-        for line in f:
-            qid, did, score = line.rstrip("\n").split("\t")
-            if int(score) > 0:
-                qrels.setdefault(qid, set()).add(did)
-    qids = sorted(qrels, key=int)
-    print(f"\nSciFact test nDCG@10 ({len(passages)} docs, {len(qids)} queries), model {source}")
+    """SciFact test nDCG@10 of each ONNX precision, read and scored by the code the quality benchmark uses."""
+    from pyserini_diffret.train import evaluate as ev  # noqa: PLC0415
+    from pyserini_diffret.train.data import read_corpus, read_qrels, read_queries  # noqa: PLC0415
+
+    corpus = read_corpus(data / "corpus.jsonl")
+    qrels = read_qrels(data / "qrels" / "test.tsv")
+    queries = read_queries(data / "queries.jsonl")
+    qids, doc_ids = [q for q in qrels if q in queries], list(corpus)
+    print(f"\nSciFact test nDCG@10 ({len(doc_ids)} docs, {len(qids)} queries), model {source}")
     for precision in args.precisions:
         folder = export_model(source, work / f"quality-{precision}", precision=precision)
         model = load_model(folder, batch_size=args.batch_size, threads=args.threads)
         start = time.perf_counter()
-        docs = model.encode_documents(passages)
+        docs = model.encode(list(corpus.values()), side="passage")
         qs = model.encode_queries([queries[q] for q in qids])
         seconds = time.perf_counter() - start
-        dense = ndcg_at_10(qs.dense @ docs.dense.T, doc_ids, qrels, qids)
-        vocab = {t: i for i, t in enumerate({t for w in docs.weights + qs.weights for t in w})}
-
-        def matrix(weights):
-            out = np.zeros((len(weights), max(1, len(vocab))), np.float32)
-            for row, w in enumerate(weights):
-                for term, value in w.items():
-                    out[row, vocab[term]] = value
-            return out
-
-        sparse = ndcg_at_10(matrix(qs.weights) @ matrix(docs.weights).T, doc_ids, qrels, qids)
+        dense = ev.metrics(ev.dense_search(qs.dense, docs.dense, qids, doc_ids), qrels)["ndcg@10"]
+        sparse = ev.metrics(ev.sparse_search(qs.weights, docs.weights, qids, doc_ids), qrels)["ndcg@10"]
         print(f"  onnx {precision}: dense {dense:.3f}, sparse {sparse:.3f} ({seconds:.0f} s to encode)", flush=True)
 
 
@@ -165,7 +133,7 @@ def main() -> None:
     threads = args.threads or physical_cores()
     args.threads = threads
     torch.set_num_threads(threads)
-    _, passages, queries, _ = read_beir(args.data, args.docs)
+    passages, queries = read_texts(args.data, args.docs)
     queries = queries[: args.docs]
     print(f"CPU: {threads} threads for torch {torch.__version__} and onnxruntime; {len(passages)} SciFact passages "
           f"(K={args.k_doc}), {len(queries)} queries (K={args.k_query}), batch {args.batch_size}, best of {args.repeats}")
