@@ -1,8 +1,9 @@
 """Start-up hook (loaded by ``pyserini_diffret.pth``): plug pyserini-diffret into Pyserini's commands.
 
 It costs one small import at interpreter start and does nothing else: a meta-path finder waits for the
-first ``import pyserini``, then imports ``pyserini_diffret`` (Java set-up, offline guard, registration of
-``--encoder diffret``) just before Pyserini loads. Set ``PYSERINI_DIFFRET_HOOK=0`` to switch it off.
+first ``import pyserini``, then calls ``pyserini_diffret.integration.setup()`` (Java set-up, offline guard,
+registration of ``--encoder diffret``) just before Pyserini loads. Set ``PYSERINI_DIFFRET_HOOK=0`` to switch
+it off.
 """
 import os
 import sys
@@ -18,7 +19,9 @@ class _PyseriniWatcher:
         if fullname != "pyserini":
             return None
         sys.meta_path[:] = [finder for finder in sys.meta_path if finder is not _PyseriniWatcher]
-        import pyserini_diffret  # noqa: F401 - configures Java and patches Pyserini as it loads
+        from pyserini_diffret.integration import setup
+
+        setup()  # configures Java and patches Pyserini as it loads
 
         return None
 

@@ -264,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-eval", action="store_true")
     args = parser.parse_args(argv)
 
-    import pyserini_diffret  # noqa: F401 - Java/offline set-up before Pyserini
+    from pyserini_diffret.integration import setup  # noqa: PLC0415
+
+    setup()  # Java/offline set-up before Pyserini
 
     started = time.time()
     args.work.mkdir(parents=True, exist_ok=True)

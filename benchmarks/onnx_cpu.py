@@ -37,7 +37,7 @@ import torch  # noqa: E402
 
 from pyserini_diffret import load_model  # noqa: E402
 from pyserini_diffret.onnx_export import PRECISIONS, compare_models, export_model  # noqa: E402
-from pyserini_diffret.runtimes.onnx_runtime import physical_cores  # noqa: E402
+from pyserini_diffret.core.devices import physical_cores  # noqa: E402
 from tests.tiny_models import make_mlm  # noqa: E402
 from timing import interleaved_best  # noqa: E402
 

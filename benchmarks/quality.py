@@ -138,7 +138,8 @@ def trec_eval_check(run: dict, collection: Collection, work: Path) -> str:
             for qid, docs in collection.qrels.items():
                 for docid, rel in docs.items():
                     handle.write(f"{qid} 0 {docid} {rel}\n")
-        command = [sys.executable, "-c", "import pyserini_diffret, runpy, sys; sys.argv[0] = 'trec_eval'; "
+        command = [sys.executable, "-c", "import runpy, sys; from pyserini_diffret.integration import setup; setup(); "
+                   "sys.argv[0] = 'trec_eval'; "
                    "runpy.run_module('pyserini.eval.trec_eval', run_name='__main__')",
                    "-m", "ndcg_cut.10", "-m", "recall.100", str(qrels_path), str(run_path)]
         proc = subprocess.run(command, capture_output=True, text=True)
@@ -167,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
                         "file instead of recomputing them (they do not depend on the fine-tuned model)")
     args = parser.parse_args(argv)
 
-    import pyserini_diffret  # noqa: F401 - Java/offline set-up before Pyserini
+    from pyserini_diffret.integration import setup  # noqa: PLC0415
+
+    setup()  # Java/offline set-up before Pyserini
     from pyserini_diffret import load_model  # noqa: PLC0415
     from pyserini_diffret.train import evaluate as ev  # noqa: PLC0415
 

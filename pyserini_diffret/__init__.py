@@ -1,20 +1,15 @@
 """pyserini-diffret: DiffRetriever (diffusion-LM retrieval) encoders for Pyserini.
 
-Importing this package, before Pyserini or pyjnius, makes Pyserini's Java side work on this machine
-(a Java 21+ runtime, see ``_java``) and lets Pyserini import offline. Model code is imported lazily so
-that ``import pyserini_diffret`` stays cheap.
+Importing this package changes nothing in the process (no environment variable, path or import hook),
+and model code is imported lazily so that ``import pyserini_diffret`` stays cheap. Pyserini's Java side
+and the ``diffret`` registration are set up by ``pyserini_diffret.integration.setup()``, which the
+start-up hook and our commands call.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pyserini_diffret._java import configure_java
-from pyserini_diffret.integration import install as _install_integration
-
 __version__ = "0.1.0"
-
-configure_java()
-_install_integration()
 
 _LAZY = {
     "load_model": "pyserini_diffret.model",
@@ -36,4 +31,4 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(module_name), name)
 
 
-__all__ = ["__version__", "configure_java", *_LAZY]
+__all__ = ["__version__", *_LAZY]

@@ -2,7 +2,9 @@
 beside Pyserini's RRF/interpolation (``--method``)."""
 import sys
 
+from pyserini_diffret.integration import setup
 from pyserini_diffret.workflow.fusion import main
 
 if __name__ == "__main__":
+    setup()  # Java 21+, offline guard, --encoder diffret: before Pyserini loads
     sys.exit(main())

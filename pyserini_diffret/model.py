@@ -1,11 +1,16 @@
-"""``load_model``: text in, DiffRetriever representations out, whatever the backbone or runtime.
+"""The engine: ``load_model`` and ``DiffRetriever``, text in, DiffRetriever representations out, whatever
+the backbone or runtime.
 
-The flow: texts -> ``PromptBuilder`` (prompt, K mask slots, left padding) -> runtime (one backbone pass,
-read-out at the slots) -> shared post-processing (single vector, integer impact weights).
+The flow: a model folder -> ``ModelSpec`` (settings, slot layout, limits; from the backbone adapter or
+the export record) -> a runtime (torch or onnxruntime) -> ``DiffRetriever``: texts -> ``PromptBuilder``
+(prompt, K mask slots, left padding) -> ``runtime.run`` (one backbone pass, read-out at the slots) ->
+shared post-processing (single vector, integer impacts). Only ``load_model`` builds a ``DiffRetriever``;
+every limit (K, text lengths, position table, device) is checked here before a runtime is called.
 """
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
@@ -13,11 +18,16 @@ import numpy as np
 
 from pyserini_diffret.core.config import CONFIG_NAME, RetrieverConfig
 from pyserini_diffret.core.content import ContentFilter
-from pyserini_diffret.core.prompts import EncodedBatch, PromptBuilder, SlotLayout
+from pyserini_diffret.core.devices import parse_device
+from pyserini_diffret.core.prompts import SIDES, EncodedBatch, PromptBuilder, SlotLayout
+from pyserini_diffret.core.record import ModelFolderError
 from pyserini_diffret.core.representations import Representations, quantise, single_vectors
+from pyserini_diffret.core.spec import RUNTIMES, ModelSpec
+from pyserini_diffret.core.text import join_title
 from pyserini_diffret.registry import resolve_model
 
-RUNTIMES = ("torch", "onnx")
+# ``load_model`` options that are settings (``RetrieverConfig`` fields a caller may set).
+CONFIG_OPTIONS = frozenset(f.name for f in dataclasses.fields(RetrieverConfig)) - {"backbone", "prompts", "extra", "runtime"}
 
 
 class Runtime(Protocol):
@@ -28,26 +38,41 @@ class Runtime(Protocol):
 
 
 class DiffRetriever:
-    """Encodes queries and documents into slot vectors, single vectors and impact weights."""
+    """Encodes queries and documents into slot vectors, single vectors and impact vectors."""
 
-    def __init__(self, config: RetrieverConfig, tokenizer, layout: SlotLayout, runtime: Runtime,
-                 hidden_size: int, vocab_size: int, batch_size: int = 32, source: str = "") -> None:
-        config.validate()
-        self.config = config
+    def __init__(self, spec: ModelSpec, tokenizer, runtime: Runtime, batch_size: int = 32) -> None:
+        self.spec = spec
         self.tokenizer = tokenizer
-        self.layout = layout
         self.runtime = runtime
-        self.hidden_size = hidden_size
-        self.vocab_size = vocab_size
         self.batch_size = batch_size
-        self.source = source
-        self.prompts = PromptBuilder(tokenizer, config, layout)
-        excluded = [layout.mask_id] if layout.mask_id is not None else []
-        self.content = ContentFilter(tokenizer, vocab_size, excluded_ids=excluded)
-        tokens = tokenizer.convert_ids_to_tokens(list(range(min(len(tokenizer), vocab_size))))
-        self.tokens = np.array(tokens + [""] * (vocab_size - len(tokens)), dtype=object)
+        self.prompts = PromptBuilder(tokenizer, spec.settings, spec.layout)
+        spec.check(self.prompts)
+        excluded = [spec.layout.mask_id] if spec.layout.mask_id is not None else []
+        self.content = ContentFilter(tokenizer, spec.vocab_size, excluded_ids=excluded)
+        tokens = tokenizer.convert_ids_to_tokens(list(range(min(len(tokenizer), spec.vocab_size))))
+        self.vocabulary = np.array(tokens + [""] * (spec.vocab_size - len(tokens)), dtype=object)
 
-    # -- public API -----------------------------------------------------------------------------
+    # -- what the model is ---------------------------------------------------------------------------
+    @property
+    def config(self) -> RetrieverConfig:
+        return self.spec.settings
+
+    @property
+    def layout(self) -> SlotLayout:
+        return self.spec.layout
+
+    @property
+    def hidden_size(self) -> int:
+        return self.spec.hidden_size
+
+    @property
+    def vocab_size(self) -> int:
+        return self.spec.vocab_size
+
+    @property
+    def source(self) -> str:
+        return self.spec.source
+
     @property
     def k_query(self) -> int:
         return self.config.k_query
@@ -56,6 +81,25 @@ class DiffRetriever:
     def k_doc(self) -> int:
         return self.config.k_doc
 
+    def set_lengths(self, query: int | None = None, passage: int | None = None) -> None:
+        """Text tokens kept per query / passage from now on; a clear error (and no change) when the model
+        cannot take them."""
+        wanted = {name: value for name, value in (("max_query_length", query), ("max_passage_length", passage))
+                  if value is not None}
+        for name, value in wanted.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        previous = {name: getattr(self.config, name) for name in wanted}
+        for name, value in wanted.items():
+            setattr(self.config, name, value)
+        try:
+            self.spec.check(self.prompts)
+        except ValueError:
+            for name, value in previous.items():
+                setattr(self.config, name, value)
+            raise
+
+    # -- encoding ------------------------------------------------------------------------------------
     def encode_queries(self, texts: Sequence[str], batch_size: int | None = None) -> Representations:
         return self.encode(texts, side="query", batch_size=batch_size)
 
@@ -64,25 +108,28 @@ class DiffRetriever:
         return self.encode(self.document_texts(texts, titles), side="passage", batch_size=batch_size)
 
     def document_texts(self, texts: Sequence[str], titles: Sequence[str | None] | None = None) -> list[str]:
-        """``title + ". " + text`` as the reference encoder builds documents; the text alone without a title."""
+        """The text encoded for each document (``core.text.join_title``)."""
         texts = _check_texts(texts, "texts")
         if titles is None:
             return texts
         titles = list(titles)
         if len(titles) != len(texts):
             raise ValueError(f"got {len(titles)} titles for {len(texts)} texts")
-        sep = self.config.title_separator
-        return [f"{title}{sep}{text}" if title else text for title, text in zip(titles, texts)]
+        return [join_title(title, text, self.config.title_separator) for title, text in zip(titles, texts)]
 
     def encode(self, texts: Sequence[str], side: str, batch_size: int | None = None) -> Representations:
         """Encode ``texts`` as queries or passages (``side``), in length-sorted batches."""
+        if side not in SIDES:
+            raise ValueError(f"side must be one of {SIDES}, got {side!r}")
         texts = _check_texts(texts, "texts")
-        k = self.k_query if side == "query" else self.k_doc
+        k = self.config.slots(side)
         if not texts:
-            return Representations.empty(k, self.hidden_size)
+            return Representations.empty(k, self.hidden_size, self.vocabulary)
         size = batch_size or self.batch_size
         if size < 1:
             raise ValueError(f"batch_size must be >= 1, got {size}")
+        # Settings may have been changed on ``config`` directly: check them again (cheap) before any run.
+        self.spec.check(self.prompts)
         # Sorting by length keeps padding (and so wasted compute) low; results do not depend on it.
         order = np.argsort([len(t) for t in texts], kind="stable")
         parts = [self._encode_batch([texts[i] for i in order[s:s + size]], side, k) for s in range(0, len(texts), size)]
@@ -91,7 +138,8 @@ class DiffRetriever:
     def _encode_batch(self, texts: list[str], side: str, k: int) -> Representations:
         batch = self.prompts.build(texts, side, k)
         vectors, weights = self.runtime.run(batch, self.content.mask(texts), self.config.stop_truncation)
-        return Representations(single_vectors(vectors), vectors, quantise(weights, self.config.scale, self.tokens))
+        ids, impacts = quantise(weights, self.config.scale)
+        return Representations(single_vectors(vectors), vectors, ids, impacts, self.vocabulary)
 
 
 def _check_texts(texts: Sequence[str], what: str) -> list[str]:
@@ -104,45 +152,43 @@ def _check_texts(texts: Sequence[str], what: str) -> list[str]:
     return texts
 
 
-_CONFIG_OPTIONS = {f.name for f in dataclasses.fields(RetrieverConfig)} - {"backbone", "prompts", "extra", "runtime"}
-
-
+# -- loading -------------------------------------------------------------------------------------------------
 def load_model(name_or_path: str | Path, *, backbone: str | None = None, k_query: int | None = None,
                k_doc: int | None = None, runtime: str | None = None, device: str = "cpu",
                **options: Any) -> DiffRetriever:
     """Load a DiffRetriever model.
 
     ``name_or_path``: a Hugging Face model folder, an exported (ONNX) model folder, or a registered short
-    name (``"diffret"``, the embedded default). Options: any ``RetrieverConfig`` field (``top_k``,
+    name (``"diffret"``, the embedded default). Options: any ``RetrieverConfig`` setting (``top_k``,
     ``max_query_length``, ``max_passage_length``, ``stop_truncation``, ``logit_shift``...), plus ``dtype``,
-    ``trust_remote_code``, ``batch_size``, and for ONNX ``providers``/``threads``.
+    ``trust_remote_code``, ``batch_size``, and for ONNX ``providers``/``threads``/``pad_multiple``/``io_binding``.
     """
     path = resolve_model(name_or_path)
-    loader_options = {key: options.pop(key) for key in list(options) if key not in _CONFIG_OPTIONS}
-    config = _config_for(path, backbone)
+    loader_options = {key: options.pop(key) for key in list(options) if key not in CONFIG_OPTIONS}
+    settings = read_settings(path, backbone)
     overrides = {key: value for key, value in dict(options, k_query=k_query, k_doc=k_doc).items() if value is not None}
-    config = dataclasses.replace(config, **overrides)
-    config.validate()
-    chosen = runtime or config.runtime
+    settings = dataclasses.replace(settings, **overrides)
+    settings.validate()
+    chosen = runtime or settings.runtime
     if chosen not in RUNTIMES:
         raise ValueError(f"unknown runtime {chosen!r}; choose one of {RUNTIMES}")
+    parse_device(device)  # a clear error for a malformed name, whatever the runtime
     if chosen == "onnx":
-        from pyserini_diffret.runtimes.onnx_runtime import load_onnx_model  # noqa: PLC0415
-
-        return load_onnx_model(path, config, device=device, **loader_options)
-    if config.runtime == "onnx":
+        return _load_onnx(path, settings, device=device, **loader_options)
+    if settings.runtime == "onnx":
         raise ValueError(f"{path}: an exported ONNX model folder has no torch weights; use runtime='onnx'")
-    return _load_torch_model(path, config, device=device, **loader_options)
+    return _load_torch(path, settings, device=device, **loader_options)
 
 
-def _config_for(path: Path, backbone: str | None) -> RetrieverConfig:
+def read_settings(path: Path, backbone: str | None = None) -> RetrieverConfig:
+    """A folder's settings: its ``diffret_config.json``, or the backbone's zero-shot defaults."""
     from pyserini_diffret.backbones import backbone_class, detect_backbone  # noqa: PLC0415
 
     if (path / CONFIG_NAME).is_file():
-        config = RetrieverConfig.load(path)
-        if backbone is not None and backbone != config.backbone:
-            raise ValueError(f"{path}: the model is a {config.backbone!r} model; backbone={backbone!r} contradicts it")
-        return config
+        settings = RetrieverConfig.load(path)
+        if backbone is not None and backbone != settings.backbone:
+            raise ValueError(f"{path}: the model is a {settings.backbone!r} model; backbone={backbone!r} contradicts it")
+        return settings
     if any(path.glob("*.onnx")) and not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path}: incomplete exported ONNX model folder: {CONFIG_NAME} is missing; export it again")
     name = backbone or detect_backbone(path)
@@ -150,33 +196,62 @@ def _config_for(path: Path, backbone: str | None) -> RetrieverConfig:
     return RetrieverConfig.zero_shot(name, source=str(path))
 
 
-def _load_torch_model(path: Path, config: RetrieverConfig, *, device: str = "cpu", dtype: str | None = None,
-                      trust_remote_code: bool = False, batch_size: int = 32) -> DiffRetriever:
+def load_backbone(path: Path, settings: RetrieverConfig, *, dtype: Any = None, trust_remote_code: bool = False):
+    """The backbone adapter of a Hugging Face folder, loaded with torch (``dtype``: a torch dtype or its name)."""
     import torch  # noqa: PLC0415
 
     from pyserini_diffret.backbones import backbone_class  # noqa: PLC0415
+
+    torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else (dtype or torch.float32)
+    return backbone_class(settings.backbone).load(
+        path, mask_token=settings.mask_token, dtype=torch_dtype, trust_remote_code=trust_remote_code,
+        logit_shift=settings.logit_shift,
+    )
+
+
+def _load_torch(path: Path, settings: RetrieverConfig, *, device: str = "cpu", dtype: str | None = None,
+                trust_remote_code: bool = False, batch_size: int = 32) -> DiffRetriever:
     from pyserini_diffret.runtimes.torch_runtime import TorchRuntime  # noqa: PLC0415
 
-    torch_dtype = getattr(torch, dtype) if dtype else (torch.bfloat16 if device.startswith("cuda") else torch.float32)
-    adapter = backbone_class(config.backbone).load(
-        path, mask_token=config.mask_token, dtype=torch_dtype, trust_remote_code=trust_remote_code,
-        logit_shift=config.logit_shift,
-    )
-    check_lengths(adapter, config, PromptBuilder(adapter.tokenizer, config, adapter.layout), path)
-    runtime = TorchRuntime(adapter, top_k=config.top_k, tail_length=len(adapter.layout.tail_ids), device=device)
-    return DiffRetriever(config, adapter.tokenizer, adapter.layout, runtime, adapter.hidden_size,
-                         adapter.vocab_size, batch_size=batch_size, source=str(path))
+    device = TorchRuntime.check_device(device)
+    adapter = load_backbone(path, settings, dtype=dtype or ("bfloat16" if device.startswith("cuda") else "float32"),
+                            trust_remote_code=trust_remote_code)
+    spec = adapter.spec(settings, str(path))
+    spec.check(PromptBuilder(adapter.tokenizer, settings, adapter.layout))  # before moving weights to a device
+    return DiffRetriever(spec, adapter.tokenizer, TorchRuntime(adapter, settings.top_k, device=device),
+                         batch_size=batch_size)
 
 
-def check_lengths(adapter, config: RetrieverConfig, prompts: PromptBuilder, path: Path) -> None:
-    """Fail early when the longest prompt would not fit the model's position table."""
-    limit = adapter.max_positions
-    if not limit or adapter.name != "mlm":  # rotary decoders have no hard table limit
-        return
-    for side, k in (("query", config.k_query), ("passage", config.k_doc)):
-        needed = prompts.sequence_length_bound(side, k)
-        if needed > limit:
+def _load_onnx(path: Path, settings: RetrieverConfig, *, device: str = "cpu", batch_size: int = 32,
+               **session_options: Any) -> DiffRetriever:
+    from pyserini_diffret.backbones.base import load_tokenizer  # noqa: PLC0415
+    from pyserini_diffret.runtimes.onnx_runtime import OnnxRuntime  # noqa: PLC0415
+
+    device = OnnxRuntime.check_device(device)
+    spec = ModelSpec.from_export(path, settings)
+    if device == "cpu" and spec.precision == "fp16" and session_options.get("providers") is None:
+        warnings.warn(f"{path}: an fp16 export runs slowly on CPU (export fp32 or int8 for CPU)", stacklevel=3)
+    if device != "cpu" and spec.precision == "int8":
+        warnings.warn(f"{path}: an int8 (dynamic quantisation) export is meant for CPU; on CUDA use fp16", stacklevel=3)
+    try:
+        tokenizer = load_tokenizer(path)
+    except FileNotFoundError as error:
+        raise ModelFolderError(f"incomplete export: {error}") from None
+    _check_tokenizer(path, tokenizer, spec)
+    spec.check(PromptBuilder(tokenizer, settings, spec.layout))  # before a session is opened
+    runtime = OnnxRuntime.open(path / spec.record.graph, spec, device=device, **session_options)
+    return DiffRetriever(spec, tokenizer, runtime, batch_size=batch_size)
+
+
+def _check_tokenizer(path: Path, tokenizer, spec: ModelSpec) -> None:
+    layout = spec.layout
+    if spec.settings.mask_token is not None:
+        ids = tokenizer.convert_tokens_to_ids([spec.settings.mask_token])
+        if not ids or ids[0] != layout.mask_id:
             raise ValueError(
-                f"{path}: a {side} can take {needed} tokens (prompt, {prompts.max_text_length(side)} text tokens, "
-                f"K={k} slots, tail) but the model has {limit} positions; lower max_{side}_length or K"
+                f"{path}: mask token {spec.settings.mask_token!r} is id {ids[0] if ids else None} in the tokenizer, "
+                f"but the graph was exported with mask id {layout.mask_id}; the tokenizer files do not belong to it"
             )
+    largest = max([layout.mask_id, layout.pad_id, *layout.tail_ids, *layout.start_ids])
+    if largest >= spec.vocab_size:
+        raise ModelFolderError(f"{path}: token id {largest} of the slot layout is outside the vocabulary ({spec.vocab_size})")

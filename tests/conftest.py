@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-import pyserini_diffret  # noqa: F401 - Java and offline set-up before any Pyserini import
+from pyserini_diffret.integration import setup
+
+setup()  # Java and offline set-up before any Pyserini import in this process (as the start-up hook would)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

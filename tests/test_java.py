@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pyserini_diffret import _java
+from pyserini_diffret.integration import java as _java
 from tests.conftest import run_python
 
 
@@ -48,7 +48,8 @@ def test_user_java_21_home_is_kept(tmp_path, monkeypatch):
 
 def test_jvm_starts_java_21_without_java_home():
     code = (
-        "import os, pyserini_diffret\n"
+        "from pyserini_diffret.integration import setup\n"
+        "setup()\n"
         "from pyserini.search.lucene import LuceneImpactSearcher\n"
         "from jnius import autoclass\n"
         "v = autoclass('java.lang.System').getProperty('java.version')\n"

@@ -15,7 +15,11 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from pyserini_diffret.core.config import RetrieverConfig
 from pyserini_diffret.core.prompts import SlotLayout
+from pyserini_diffret.core.spec import ModelSpec
+
+_PRECISIONS = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
 def read_hf_config(path: Path) -> dict[str, Any]:
@@ -102,7 +106,18 @@ class Backbone(nn.Module):
 
     @property
     def max_positions(self) -> int | None:
+        """Size of the learned position table; None where there is no hard limit (rotary decoders override)."""
         return getattr(self.model.config, "max_position_embeddings", None)
+
+    @property
+    def precision(self) -> str:
+        dtype = next(self.model.parameters()).dtype
+        return _PRECISIONS.get(dtype, str(dtype).removeprefix("torch."))
+
+    def spec(self, settings: RetrieverConfig, source: str = "") -> ModelSpec:
+        """What the engine needs to know of this loaded model (``ModelSpec``)."""
+        return ModelSpec(settings, self.layout, self.hidden_size, self.vocab_size, self.max_positions, self.precision,
+                         "torch", source)
 
     def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         out = self.body(**self.body_kwargs(input_ids, attention_mask))

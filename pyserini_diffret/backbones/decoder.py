@@ -111,6 +111,10 @@ class DecoderBackbone(Backbone):
     def vocab_size(self) -> int:
         return int(self._head.weight.shape[0])
 
+    @property
+    def max_positions(self) -> int | None:
+        return None  # rotary positions: no table to run past (the configured maximum is not a hard limit)
+
     def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         out = self.body(**self.body_kwargs(input_ids, attention_mask))
         if hasattr(out, "last_hidden_state"):

@@ -47,8 +47,36 @@ def paper_prompts(side: str, label: str) -> dict[str, PromptTexts]:
     }
 
 
+def compact_prompts() -> dict[str, dict[str, PromptTexts]]:
+    """A short frame for small fine-tuned encoders: the same words for K = 1 and K > 1, so one model can be
+    read with any K, and ~25 fewer tokens per text than the paper's chat prompt."""
+    def side(label: str) -> dict[str, PromptTexts]:
+        texts = PromptTexts(system="", user_prefix=f'{label}: "', user_suffix='"', assistant_prefix='keywords: "')
+        return {"one": texts, "few": texts}
+
+    return {"query": side("query"), "passage": side("passage")}
+
+
 def _default_prompts() -> dict[str, dict[str, PromptTexts]]:
     return {"query": paper_prompts("query", "Query"), "passage": paper_prompts("passage", "Passage")}
+
+
+PROMPT_SETS = {"paper": _default_prompts, "compact": compact_prompts}
+
+
+def prompt_set(name_or_file: str) -> dict[str, dict[str, PromptTexts]]:
+    """A named prompt set (``paper``, ``compact``) or one read from a JSON file (the ``prompts`` of a config)."""
+    if name_or_file in PROMPT_SETS:
+        return PROMPT_SETS[name_or_file]()
+    path = Path(name_or_file)
+    if not path.is_file():
+        raise ValueError(f"prompts must be one of {', '.join(PROMPT_SETS)} or a JSON file, got {name_or_file!r}")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        return {s: {v: PromptTexts(**t) for v, t in data[s].items()} for s in ("query", "passage")}
+    except (KeyError, TypeError, AttributeError) as error:
+        raise ValueError(f"{path}: prompts need 'query' and 'passage', each with 'one' and 'few' "
+                         f"(system, user_prefix, user_suffix, assistant_prefix): {error}") from None
 
 
 @dataclass
@@ -87,6 +115,10 @@ class RetrieverConfig:
         )
         settings.update(overrides)
         return cls(**settings)
+
+    def slots(self, side: str) -> int:
+        """K for ``side``: ``k_query`` for queries, ``k_doc`` for passages."""
+        return self.k_query if side == "query" else self.k_doc
 
     def prompt(self, side: str, k: int) -> PromptTexts:
         return self.prompts[side]["one" if k == 1 else "few"]

@@ -1,9 +1,16 @@
-"""Host-side post-processing shared by every runtime, and the result type."""
+"""Host-side post-processing shared by every runtime, and the result type.
+
+Inside the engine the impact vectors stay as vocabulary ids and integer values; token strings (the terms
+a Lucene impact index and Pyserini's impact searcher read) are made only when ``Representations.impact``
+is read, at the edge where they are written or handed to Pyserini.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
+
+REPRESENTATIONS = ("impact", "dense", "slots")  # what an encoding run can write: integer impacts, single vectors, slots
 
 
 @dataclass
@@ -12,30 +19,49 @@ class Representations:
 
     ``dense``: float32 ``[N, H]``, the paper's single-vector mode (mean of the kept unit slot vectors,
     not re-normalised). ``slots``: float32 ``[N, K, H]``, each slot L2-normalised, truncated slots all
-    zero. ``weights``: one impact vector per text, ``{token string: int > 0}``.
+    zero. ``term_ids``/``term_impacts``: per text, the vocabulary ids with a non-zero impact (ascending)
+    and their integer impacts. ``impact``: the same as ``{token string: int > 0}`` per text.
     """
 
     dense: np.ndarray
     slots: np.ndarray
-    weights: list[dict[str, int]] = field(default_factory=list)
+    term_ids: list[np.ndarray] = field(default_factory=list)
+    term_impacts: list[np.ndarray] = field(default_factory=list)
+    vocabulary: np.ndarray | None = None  # token string of each vocabulary id
 
     def __len__(self) -> int:
-        return len(self.weights)
+        return len(self.term_ids)
+
+    @property
+    def impact(self) -> list[dict[str, int]]:
+        """One impact vector per text, ``{token string: int > 0}`` (Python ints, as Lucene's impact searcher needs)."""
+        if self.vocabulary is None:
+            raise ValueError("these representations carry no vocabulary to name their terms")
+        return [dict(zip(self.vocabulary[ids].tolist(), values.tolist()))
+                for ids, values in zip(self.term_ids, self.term_impacts)]
+
+    @property
+    def weights(self) -> list[dict[str, int]]:
+        """The former name of ``impact``."""
+        return self.impact
 
     @classmethod
-    def empty(cls, k: int, hidden_size: int) -> "Representations":
-        return cls(np.zeros((0, hidden_size), np.float32), np.zeros((0, k, hidden_size), np.float32), [])
+    def empty(cls, k: int, hidden_size: int, vocabulary: np.ndarray | None = None) -> "Representations":
+        return cls(np.zeros((0, hidden_size), np.float32), np.zeros((0, k, hidden_size), np.float32), [], [], vocabulary)
 
     @classmethod
     def concat(cls, parts: list["Representations"]) -> "Representations":
         return cls(
             np.concatenate([p.dense for p in parts]),
             np.concatenate([p.slots for p in parts]),
-            [w for p in parts for w in p.weights],
+            [ids for p in parts for ids in p.term_ids],
+            [values for p in parts for values in p.term_impacts],
+            parts[0].vocabulary if parts else None,
         )
 
     def take(self, order: np.ndarray) -> "Representations":
-        return Representations(self.dense[order], self.slots[order], [self.weights[i] for i in order])
+        return Representations(self.dense[order], self.slots[order], [self.term_ids[i] for i in order],
+                               [self.term_impacts[i] for i in order], self.vocabulary)
 
 
 def single_vectors(slots: np.ndarray) -> np.ndarray:
@@ -45,14 +71,12 @@ def single_vectors(slots: np.ndarray) -> np.ndarray:
     return (slots.sum(axis=1) / counts).astype(np.float32)
 
 
-def quantise(term_weights: np.ndarray, scale: float, tokens: np.ndarray) -> list[dict[str, int]]:
-    """``round(w * scale)`` (half to even, as numpy and torch round), zeros dropped, keyed by token."""
+def quantise(term_weights: np.ndarray, scale: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Integer impacts ``round(w * scale)`` (half to even, as numpy and torch round) of ``[N, V]`` term
+    weights, zeros dropped: per row, the ids (ascending) and their impacts."""
     quantised = np.rint(term_weights.astype(np.float32) * np.float32(scale)).astype(np.int64)
-    out = []
-    for row in quantised:
-        ids = np.flatnonzero(row > 0)
-        out.append(dict(zip(tokens[ids].tolist(), row[ids].tolist())))
-    return out
+    ids = [np.flatnonzero(row > 0) for row in quantised]
+    return ids, [row[i] for row, i in zip(quantised, ids)]
 
 
 def maxsim(query_slots: np.ndarray, doc_slots: np.ndarray) -> np.ndarray:

@@ -19,13 +19,11 @@ _LAZY = {
     "DiffRetDocumentEncoder": "pyserini_diffret.encoders.document",
     "DiffRetImpactQueryEncoder": "pyserini_diffret.encoders.query",
     "DiffRetDenseQueryEncoder": "pyserini_diffret.encoders.query",
-    "shared_model": "pyserini_diffret.encoders.shared",
 }
 
 if TYPE_CHECKING:
     from pyserini_diffret.encoders.document import DiffRetDocumentEncoder
     from pyserini_diffret.encoders.query import DiffRetDenseQueryEncoder, DiffRetImpactQueryEncoder
-    from pyserini_diffret.encoders.shared import shared_model
 
 
 def __getattr__(name: str) -> Any:

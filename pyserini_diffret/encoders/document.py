@@ -4,25 +4,16 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
-from pyserini.encode import DocumentEncoder
 
-from pyserini_diffret.encoders.shared import shared_model
+from pyserini_diffret.integration import setup as _integration_setup
 
-REPRESENTATIONS = ("impact", "dense", "slots")
-# Texts longer than this many characters are cut before tokenising (see ``clip_text``).
-DEFAULT_MAX_CHARS = 200_000
+_integration_setup()  # Java 21+, offline guard and registration before Pyserini loads
+from pyserini.encode import DocumentEncoder  # noqa: E402
 
-
-def clip_text(text: str | None, max_chars: int | None) -> tuple[str, bool]:
-    """``text`` (``None`` -> ``""``) cut to ``max_chars`` characters; and whether it was cut.
-
-    Only the first ``max_passage_length`` tokens are encoded anyway; the cut bounds the work of
-    tokenising and of the sparse content filter (which reads the whole text) on enormous inputs.
-    """
-    text = text or ""
-    if max_chars and len(text) > max_chars:
-        return text[:max_chars], True
-    return text, False
+from pyserini_diffret.core.representations import REPRESENTATIONS  # noqa: E402
+from pyserini_diffret.core.text import DEFAULT_MAX_CHARS, clip_text  # noqa: E402
+from pyserini_diffret.registry import DEFAULT_MODEL  # noqa: E402
+from pyserini_diffret.shared import shared_model  # noqa: E402
 
 
 class DiffRetDocumentEncoder(DocumentEncoder):
@@ -39,19 +30,18 @@ class DiffRetDocumentEncoder(DocumentEncoder):
 
     diffret_document = True
 
-    def __init__(self, model_name: str | None = "diffret", device: str | None = "cpu", representation: str = "impact",
+    def __init__(self, model_name: str | None = DEFAULT_MODEL, device: str | None = "cpu", representation: str = "impact",
                  max_length: int | None = None, batch_size: int | None = None,
                  max_chars: int | None = DEFAULT_MAX_CHARS, model: Any = None, **unused: Any) -> None:
         if representation not in REPRESENTATIONS:
             raise ValueError(f"representation must be one of {REPRESENTATIONS}, got {representation!r}")
-        self.model_name = model_name or "diffret"
+        self.model_name = model_name or DEFAULT_MODEL
         self.device = device
         self.representation = representation
         self.max_length = max_length
         self.batch_size = batch_size
         self.max_chars = max_chars
         self.ignore_call_max_length = False
-        self.clipped = 0  # texts cut at max_chars so far
         self._model = model
 
     @property
@@ -68,7 +58,7 @@ class DiffRetDocumentEncoder(DocumentEncoder):
         """Text tokens per passage from now on (``None``: the model's configured length)."""
         self.max_length = max_length
         if max_length is not None:
-            set_passage_length(self.model, max_length)
+            self.model.set_lengths(passage=max_length)
 
     def encode(self, texts: Sequence[str | None] | None = None, titles: Sequence[str | None] | None = None,
                max_length: int | None = None, representation: str | None = None, **kwargs: Any):
@@ -81,37 +71,12 @@ class DiffRetDocumentEncoder(DocumentEncoder):
             raise ValueError(f"representation must be one of {REPRESENTATIONS}, got {representation!r}")
         length = self.max_length if (self.ignore_call_max_length or max_length is None) else max_length
         if length is not None:
-            set_passage_length(self.model, length)
-        clipped_texts = []
-        for text in texts:
-            text, cut = clip_text(text, self.max_chars)
-            self.clipped += cut
-            clipped_texts.append(text)
-        clipped_titles = None
-        if titles is not None:
-            clipped_titles = [clip_text(title, self.max_chars)[0] for title in titles]
+            self.model.set_lengths(passage=length)
+        clipped_texts = [clip_text(text, self.max_chars)[0] for text in texts]
+        clipped_titles = None if titles is None else [clip_text(title, self.max_chars)[0] for title in titles]
         reps = self.model.encode_documents(clipped_texts, clipped_titles, batch_size=self.batch_size)
         if representation == "impact":
-            return reps.weights
+            return reps.impact
         if representation == "dense":
             return np.ascontiguousarray(reps.dense, dtype=np.float32)
         return np.ascontiguousarray(reps.slots, dtype=np.float32)
-
-
-def set_passage_length(model, max_length: int) -> None:
-    """Change the passage text length of a loaded model; a clear error when the model cannot take it."""
-    if not isinstance(max_length, int) or max_length < 1:
-        raise ValueError(f"max_length must be an integer >= 1, got {max_length!r}")
-    if model.config.max_passage_length == max_length:
-        return
-    previous = model.config.max_passage_length
-    model.config.max_passage_length = max_length
-    backbone = getattr(model.runtime, "backbone", None)
-    if backbone is not None:
-        from pyserini_diffret.model import check_lengths  # noqa: PLC0415
-
-        try:
-            check_lengths(backbone, model.config, model.prompts, model.source or "model")
-        except ValueError:
-            model.config.max_passage_length = previous
-            raise

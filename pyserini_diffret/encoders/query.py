@@ -9,16 +9,21 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
-from pyserini.encode import QueryEncoder
 
-from pyserini_diffret.encoders.shared import query_cache, shared_model
+from pyserini_diffret.integration import setup as _integration_setup
+
+_integration_setup()  # Java 21+, offline guard and registration before Pyserini loads
+from pyserini.encode import QueryEncoder  # noqa: E402
+
+from pyserini_diffret.registry import DEFAULT_MODEL  # noqa: E402
+from pyserini_diffret.shared import query_cache, shared_model  # noqa: E402
 
 
 class _DiffRetQueryEncoder(QueryEncoder):
     def __init__(self, model_name: str | None = None, device: str | None = None, *, encoder_dir: str | None = None,
                  model: Any = None, **unused: Any) -> None:
         super().__init__()
-        self.model_name = model_name or encoder_dir or "diffret"
+        self.model_name = model_name or encoder_dir or DEFAULT_MODEL
         self.device = device
         self._model = model
         self.has_model = True
@@ -43,10 +48,10 @@ class DiffRetImpactQueryEncoder(_DiffRetQueryEncoder):
     diffret_impact = True
 
     def encode(self, text: str, **kwargs: Any) -> dict[str, int]:
-        return dict(self._encoded([text])[0].weights)
+        return self._encoded([text])[0].impact
 
     def encode_batch(self, texts: Sequence[str], **kwargs: Any) -> list[dict[str, int]]:
-        return [dict(item.weights) for item in self._encoded(texts)]
+        return [item.impact for item in self._encoded(texts)]
 
 
 class DiffRetDenseQueryEncoder(_DiffRetQueryEncoder):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyserini_diffret.onnx_export.record import PRECISIONS, ExportRecord, ModelFolderError
+from pyserini_diffret.core.record import PRECISIONS, ExportRecord, ModelFolderError
 
 _LAZY = {
     "export_model": "pyserini_diffret.onnx_export.exporter",

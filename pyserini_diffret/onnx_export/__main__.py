@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from pyserini_diffret.onnx_export.record import PRECISIONS
+from pyserini_diffret.core.record import PRECISIONS
 
 
 def build_parser() -> argparse.ArgumentParser:

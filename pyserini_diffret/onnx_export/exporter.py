@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from pyserini_diffret.core.config import CONFIG_NAME, RetrieverConfig
-from pyserini_diffret.onnx_export.record import (
+from pyserini_diffret.core.record import (
     EXTERNAL_DATA_NAME,
     GRAPH_NAME,
     INPUT_NAMES,
@@ -39,10 +39,10 @@ from pyserini_diffret.onnx_export.record import (
     WEIGHT_ONLY_PRECISIONS,
     ExportRecord,
 )
+from pyserini_diffret.core.spec import ONE_PASS_BACKBONES
 
 DEFAULT_OPSET = 18  # ScatterElements(reduction="max") needs 18
 PROTOBUF_LIMIT = 2 * 1024**3  # larger graphs must keep their weights in an external data file
-EXPORTABLE_BACKBONES = ("mlm", "dream", "llada")
 # Traced with several texts of different lengths (padding present: transformers drops an all-ones mask,
 # and a trace without a mask would not generalise) and K = 3 (no size-1 dimension gets specialised).
 TRACE_TEXTS = ["Aspirin reduces the risk of heart attack.", "bone", "Vitamin D deficiency is associated with fractures."]
@@ -128,7 +128,7 @@ def export(source: str | Path, output: str | Path, *, backbone: str | None = Non
         logit_shift=adapter.logit_shift,
         tail_length=len(retriever.layout.tail_ids),
         layout=ExportRecord.layout_dict(retriever.layout),
-        max_positions=adapter.max_positions if adapter.name == "mlm" else None,
+        max_positions=retriever.spec.max_positions,
         model_type=str(getattr(adapter.model.config, "model_type", "")),
         versions=_versions(torch),
     )
@@ -188,13 +188,13 @@ def export(source: str | Path, output: str | Path, *, backbone: str | None = Non
 
 # -- checks ------------------------------------------------------------------------------------------------
 def _check_overrides(overrides: dict[str, Any]) -> None:
-    from pyserini_diffret.model import _CONFIG_OPTIONS  # noqa: PLC0415
+    from pyserini_diffret.model import CONFIG_OPTIONS  # noqa: PLC0415
 
-    unknown = sorted(set(overrides) - _CONFIG_OPTIONS - {"dtype"})
+    unknown = sorted(set(overrides) - CONFIG_OPTIONS - {"dtype"})
     if "dtype" in overrides:
         raise ExportError(f"dtype is set by precision ({', '.join(PRECISIONS)}); do not pass it")
     if unknown:
-        raise ExportError(f"unknown export option(s) {unknown}; config options are: {', '.join(sorted(_CONFIG_OPTIONS))}")
+        raise ExportError(f"unknown export option(s) {unknown}; config options are: {', '.join(sorted(CONFIG_OPTIONS))}")
 
 
 def _check_calibration(calibration: Calibration, precision: str):
@@ -253,16 +253,16 @@ def _is_export(folder: Path) -> bool:
 
 
 def _check_backbone(path: Path, backbone: str | None) -> str:
-    from pyserini_diffret.model import _config_for  # noqa: PLC0415
+    from pyserini_diffret.model import read_settings  # noqa: PLC0415
 
     try:
-        name = _config_for(path, backbone).backbone
+        name = read_settings(path, backbone).backbone
     except (ValueError, FileNotFoundError) as error:
         raise ExportError(str(error)) from None
-    if name not in EXPORTABLE_BACKBONES:
+    if name not in ONE_PASS_BACKBONES:
         raise ExportError(
             f"backbone {name!r} cannot be exported as one graph: the autoregressive baseline decodes its K "
-            f"representations in K dependent passes. Exportable backbones: {', '.join(EXPORTABLE_BACKBONES)}"
+            f"representations in K dependent passes. Exportable backbones: {', '.join(ONE_PASS_BACKBONES)}"
         )
     return name
 
@@ -464,7 +464,7 @@ def _quantise_int8(model, work: Path, external: bool):
 def _quantise_weight_only(model, precision: str, feeds, texts, work: Path, external: bool, log: Log):
     """Weight-only quantisation (``weight_only.py``); GPTQ rounding when calibration feeds are given and fit."""
     from pyserini_diffret.onnx_export import weight_only  # noqa: PLC0415
-    from pyserini_diffret.runtimes.onnx_runtime import physical_cores  # noqa: PLC0415
+    from pyserini_diffret.core.devices import physical_cores  # noqa: PLC0415
 
     bits = weight_only.BITS[precision]
     hessians, calibration, notes = None, None, []

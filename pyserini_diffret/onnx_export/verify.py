@@ -121,10 +121,14 @@ def relative_errors(candidate: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return np.where(norm > 0, diff / np.where(norm > 0, norm, 1.0), diff)
 
 
-def compare_impacts(candidate: Sequence[dict[str, int]], reference: Sequence[dict[str, int]]) -> tuple[int, int, int]:
-    """(entries in the union of keys, entries whose values differ, largest difference)."""
+def compare_impacts(candidate: tuple[list[np.ndarray], list[np.ndarray]],
+                    reference: tuple[list[np.ndarray], list[np.ndarray]]) -> tuple[int, int, int]:
+    """(entries in the union of terms, entries whose impacts differ, largest difference) of two ``quantise``
+    results (per text: vocabulary ids and impacts)."""
     entries = differing = largest = 0
-    for a, b in zip(candidate, reference):
+    for ids_a, values_a, ids_b, values_b in zip(*candidate, *reference):
+        a = dict(zip(ids_a.tolist(), values_a.tolist()))
+        b = dict(zip(ids_b.tolist(), values_b.tolist()))
         for term in a.keys() | b.keys():
             entries += 1
             gap = abs(a.get(term, 0) - b.get(term, 0))
@@ -157,8 +161,7 @@ def compare_models(candidate, reference, *, precision: str = "fp32", queries: Se
             report.dense_rel_error = max(report.dense_rel_error, float(dense.max()))
             report.term_abs_error = max(report.term_abs_error, float(np.abs(weights - ref_weights).max()))
             scale = candidate.config.scale
-            entries, differing, largest = compare_impacts(quantise(weights, scale, candidate.tokens),
-                                                          quantise(ref_weights, scale, reference.tokens))
+            entries, differing, largest = compare_impacts(quantise(weights, scale), quantise(ref_weights, scale))
             report.impact_entries += entries
             report.impact_differing += differing
             report.impact_max_diff = max(report.impact_max_diff, largest)

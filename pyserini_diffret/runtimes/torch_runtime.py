@@ -1,27 +1,60 @@
-"""The torch reference runtime: runs ``RetrieverModule`` on a Hugging Face model."""
+"""The torch reference runtime: runs ``RetrieverModule`` (a backbone adapter + the shared read-out)."""
 from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import nn
+from torch.nn import functional as F
 
 from pyserini_diffret.backbones.base import Backbone
+from pyserini_diffret.core.devices import canonical_device
 from pyserini_diffret.core.prompts import EncodedBatch
-from pyserini_diffret.core.readout import RetrieverModule
+from pyserini_diffret.core.readout import kept_slots, slot_term_weights
 
 
-def resolve_device(device: str) -> torch.device:
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} was asked for, but torch sees no CUDA device")
-    return resolved
+class RetrieverModule(nn.Module):
+    """Backbone + read-out as one module: the unit the torch runtime runs and the ONNX export traces.
+
+    Inputs: ``input_ids``/``attention_mask`` (left-padded), ``slot_offsets`` (``arange(K)``; its length is
+    K), ``content_mask`` ``[B, V]`` and ``stop_truncation`` (0-d bool). Outputs: ``slot_vectors``
+    ``[B, K, H]`` (unit length, zero where truncated) and ``term_weights`` ``[B, V]``.
+    """
+
+    def __init__(self, backbone: Backbone, top_k: int, tail_length: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.top_k = top_k
+        self.tail_length = tail_length
+        special = torch.zeros(backbone.vocab_size, dtype=torch.bool)
+        stop_ids = set(backbone.tokenizer.all_special_ids)
+        if backbone.layout.mask_id is not None:
+            stop_ids.discard(backbone.layout.mask_id)
+        special[[i for i in stop_ids if i < backbone.vocab_size]] = True
+        self.register_buffer("stop_ids", special, persistent=False)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, slot_offsets: torch.Tensor,
+                content_mask: torch.Tensor, stop_truncation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden, logits = self.backbone.slot_states(input_ids, attention_mask, slot_offsets, self.tail_length)
+        keep = kept_slots(logits, self.stop_ids, stop_truncation)
+        vectors = F.normalize(hidden.float(), dim=-1) * keep[:, :, None].to(torch.float32)
+        return vectors, slot_term_weights(logits, content_mask, self.top_k, keep)
 
 
 class TorchRuntime:
     name = "torch"
 
-    def __init__(self, backbone: Backbone, top_k: int, tail_length: int, device: str = "cpu") -> None:
-        self.device = resolve_device(device)
+    def __init__(self, backbone: Backbone, top_k: int, device: str = "cpu") -> None:
+        self.device = torch.device(self.check_device(device))
+        tail_length = len(backbone.layout.tail_ids)
         self.module = RetrieverModule(backbone, top_k=top_k, tail_length=tail_length).to(self.device).eval()
+
+    @staticmethod
+    def check_device(device: str) -> str:
+        """The canonical device name; a clear error when torch cannot use it."""
+        device = canonical_device(device)
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError(f"device {device!r} was asked for, but torch sees no CUDA device; use device='cpu'")
+        return device
 
     @property
     def backbone(self) -> Backbone:

@@ -1,7 +1,7 @@
 """Fine-tuning (the paper's supervised recipe) for DiffRetriever encoders: ``train(TrainConfig(...))`` or
 ``python -m pyserini_diffret.train``."""
 from pyserini_diffret.train.data import Example, TrainingDataError, load_examples, read_jsonl
-from pyserini_diffret.train.trainer import TrainConfig, TrainResult, compact_prompts, train
+from pyserini_diffret.train.trainer import TrainConfig, TrainResult, train
 
-__all__ = ["Example", "TrainConfig", "TrainResult", "TrainingDataError", "compact_prompts", "load_examples",
+__all__ = ["Example", "TrainConfig", "TrainResult", "TrainingDataError", "load_examples",
            "read_jsonl", "train"]

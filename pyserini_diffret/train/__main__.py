@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import sys
 
+from pyserini_diffret.integration import setup
 from pyserini_diffret.train.data import TrainingDataError
 from pyserini_diffret.train.trainer import TrainConfig, train
 
@@ -88,4 +89,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    setup()  # Java 21+, offline guard, --encoder diffret: before Pyserini loads
     sys.exit(main())

@@ -182,7 +182,9 @@ def build_bm25_index(corpus: dict[str, str], index_dir: Path, threads: int = 1) 
     """A Lucene BM25 index of ``corpus`` (``contents`` = title + text) built with Pyserini; reused if complete."""
     import shutil  # noqa: PLC0415
 
-    import pyserini_diffret  # noqa: F401,PLC0415 - Java set-up before Pyserini
+    from pyserini_diffret.integration import setup  # noqa: PLC0415
+
+    setup()  # Java set-up before Pyserini
     from pyserini.index.lucene import LuceneIndexer  # noqa: PLC0415
 
     index_dir = Path(index_dir)
@@ -203,7 +205,9 @@ def mine_bm25_negatives(examples: Sequence[Example], corpus: dict[str, str], ind
                         depth: int = 100, count: int = 30, skip: int = 0, threads: int = 1) -> None:
     """Fill each example's ``negatives`` with up to ``count`` BM25 hits from ranks ``skip..depth`` that are
     not among its positives (by id, or by text when ids are unknown). Existing negatives are kept."""
-    import pyserini_diffret  # noqa: F401,PLC0415 - Java set-up before Pyserini
+    from pyserini_diffret.integration import setup  # noqa: PLC0415
+
+    setup()  # Java set-up before Pyserini
     from pyserini.search.lucene import LuceneSearcher  # noqa: PLC0415
 
     build_bm25_index(corpus, index_dir, threads=threads)

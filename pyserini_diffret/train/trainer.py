@@ -27,7 +27,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from pyserini_diffret.core.config import CONFIG_NAME, PromptTexts, RetrieverConfig, paper_prompts
+from pyserini_diffret.core.config import CONFIG_NAME, RetrieverConfig, prompt_set
 from pyserini_diffret.train.data import Example, TrainingDataError, load_examples, mine_bm25_negatives
 from pyserini_diffret.train import losses
 
@@ -111,33 +111,6 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-# -- prompts ----------------------------------------------------------------------------------------------
-def compact_prompts() -> dict[str, dict[str, PromptTexts]]:
-    """A short frame for small fine-tuned encoders: the same words for K = 1 and K > 1, so one model can be
-    read with any K, and ~25 fewer tokens per text than the paper's chat prompt."""
-    def side(label: str) -> dict[str, PromptTexts]:
-        texts = PromptTexts(system="", user_prefix=f'{label}: "', user_suffix='"', assistant_prefix='keywords: "')
-        return {"one": texts, "few": texts}
-
-    return {"query": side("query"), "passage": side("passage")}
-
-
-def resolve_prompts(spec: str) -> dict[str, dict[str, PromptTexts]]:
-    if spec == "paper":
-        return {"query": paper_prompts("query", "Query"), "passage": paper_prompts("passage", "Passage")}
-    if spec == "compact":
-        return compact_prompts()
-    path = Path(spec)
-    if not path.is_file():
-        raise ValueError(f"prompts must be 'paper', 'compact' or a JSON file, got {spec!r}")
-    data = json.loads(path.read_text(encoding="utf-8"))
-    try:
-        return {s: {v: PromptTexts(**t) for v, t in data[s].items()} for s in ("query", "passage")}
-    except (KeyError, TypeError) as error:
-        raise ValueError(f"{path}: prompts need 'query' and 'passage', each with 'one' and 'few' "
-                         f"(system, user_prefix, user_suffix, assistant_prefix): {error}") from None
-
-
 # -- the run ----------------------------------------------------------------------------------------------
 @dataclass
 class TrainResult:
@@ -178,17 +151,18 @@ def _set_threads(threads: int | None) -> None:
 
 
 def _load_backbone(config: TrainConfig, device: torch.device):
-    from pyserini_diffret.backbones import backbone_class, detect_backbone  # noqa: PLC0415
+    """The base model's settings (its ``diffret_config.json`` or zero-shot defaults) and its backbone adapter,
+    through the engine's loader."""
+    from pyserini_diffret.backbones import backbone_class  # noqa: PLC0415
+    from pyserini_diffret.model import load_backbone, read_settings  # noqa: PLC0415
 
     path = Path(config.model)
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: model folder not found")
-    name = config.backbone
-    base_config = RetrieverConfig.load(path) if (path / CONFIG_NAME).is_file() else None
-    if name is None:
-        name = base_config.backbone if base_config else detect_backbone(path)
-    cls = backbone_class(name)
-    if not cls.one_pass:
+    settings = read_settings(path, config.backbone)
+    base_config = settings if (path / CONFIG_NAME).is_file() else None
+    name = settings.backbone
+    if not backbone_class(name).one_pass:
         raise ValueError(f"backbone {name!r} decodes its slots one by one; the recipe trains mask-slot backbones "
                          "(mlm, dream, llada)")
     use_lora = config.lora == "on"
@@ -202,8 +176,7 @@ def _load_backbone(config: TrainConfig, device: torch.device):
             use_lora = estimate > LORA_AUTO_THRESHOLD
     if use_lora and config.precision == "bf16":
         dtype = torch.bfloat16  # frozen base weights in bf16; LoRA weights stay fp32
-    adapter = cls.load(path, mask_token=base_config.mask_token if base_config else None, dtype=dtype,
-                       trust_remote_code=config.trust_remote_code, logit_shift=base_config.logit_shift if base_config else 0)
+    adapter = load_backbone(path, settings, dtype=dtype, trust_remote_code=config.trust_remote_code)
     return name, adapter, use_lora, base_config
 
 
@@ -280,7 +253,7 @@ def train(config: TrainConfig, callback: Callable[[int, dict[str, float]], None]
     if hasattr(model.config, "use_cache"):
         model.config.use_cache = False
 
-    prompts = resolve_prompts(config.prompts) if config.prompts != "paper" or base_config is None \
+    prompts = prompt_set(config.prompts) if config.prompts != "paper" or base_config is None \
         else base_config.prompts
     retriever_config = RetrieverConfig(
         backbone=backbone_name, k_query=config.k_query, k_doc=config.k_doc,
@@ -291,9 +264,7 @@ def train(config: TrainConfig, callback: Callable[[int, dict[str, float]], None]
     )
     retriever_config.validate()
     builder = PromptBuilder(tokenizer, retriever_config, adapter.layout)
-    from pyserini_diffret.model import check_lengths  # noqa: PLC0415
-
-    check_lengths(adapter, retriever_config, builder, Path(config.model))
+    adapter.spec(retriever_config, str(config.model)).check(builder)
     excluded = [adapter.layout.mask_id] if adapter.layout.mask_id is not None else []
     content = ContentFilter(tokenizer, adapter.vocab_size, excluded_ids=excluded)
     tail = len(adapter.layout.tail_ids)

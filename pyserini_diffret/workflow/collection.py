@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Iterator, Sequence
 
+from pyserini_diffret.core.text import DEFAULT_MAX_CHARS, clip_text
+
 ID_FIELDS = ("id", "_id", "docid")
 CORPUS_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz")
-DEFAULT_MAX_CHARS = 200_000
 
 
 class InputError(ValueError):
@@ -219,11 +220,11 @@ class CorpusReader:
         self.seen[docid] = (file_index, line)
         if not (title or "").strip() and not body.strip():
             self.stats.add("empty")
-        if self.max_chars:
-            if len(body) > self.max_chars or len(title or "") > self.max_chars:
-                self.stats.add("clipped")
-                body = body[:self.max_chars]
-                title = title[:self.max_chars] if title else title
+        body, body_cut = clip_text(body, self.max_chars)
+        clipped_title, title_cut = clip_text(title, self.max_chars)
+        title = clipped_title if title else title
+        if body_cut or title_cut:
+            self.stats.add("clipped")
         return Document(docid, title, body, str(path), line)
 
     def _docid(self, record: dict, path: Path, line: int) -> str:

@@ -27,11 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from pyserini_diffret.core.representations import REPRESENTATIONS
+from pyserini_diffret.core.text import DEFAULT_MAX_CHARS, stored_contents
 from pyserini_diffret.workflow.collection import (
-    DEFAULT_MAX_CHARS, CorpusReader, InputError, Position, count_records, shard_range,
+    CorpusReader, InputError, Position, count_records, shard_range,
 )
 from pyserini_diffret.workflow.store import (
-    REPRESENTATIONS, SLOT_DTYPES, STORE_FORMAT, StorePaths, StoreWriter, cleanup, merge_stores, read_checkpoint,
+    SLOT_DTYPES, STORE_FORMAT, StorePaths, StoreWriter, cleanup, merge_stores, read_checkpoint,
     read_docids, read_manifest,
 )
 
@@ -200,11 +202,11 @@ def _write_chunk(model, writer: StoreWriter, docs: list, use_titles: bool, batch
     texts = [doc.text for doc in docs]
     titles = [doc.title for doc in docs] if use_titles else None
     reps = model.encode_documents(texts, titles, batch_size=batch_size)
-    contents = [f"{doc.title}\n{doc.text}" if (use_titles and doc.title) else doc.text for doc in docs]
+    contents = [stored_contents(doc.title if use_titles else None, doc.text) for doc in docs]
     writer.append([doc.docid for doc in docs], contents, reps)
     counts["encoded"] += len(docs)
     counts["written"] += len(docs)
-    counts["empty_sparse"] += sum(1 for weights in reps.weights if not weights)
+    counts["empty_sparse"] += sum(1 for ids in reps.term_ids if not len(ids))
 
 
 class _NoBar:
@@ -314,13 +316,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if fields is None:
             fields = enc.fields if use_titles else None
     try:
-        from pyserini_diffret.encoders.shared import shared_model  # noqa: PLC0415
+        from pyserini_diffret.shared import shared_model  # noqa: PLC0415
 
         model = shared_model(enc.encoder, enc.device, batch_size=enc.batch_size)
         if enc.max_length is not None:
-            from pyserini_diffret.encoders.document import set_passage_length  # noqa: PLC0415
-
-            set_passage_length(model, enc.max_length)
+            model.set_lengths(passage=enc.max_length)
         if enc.dimension is not None and enc.dimension != model.hidden_size:
             raise ValueError(f"--dimension {enc.dimension} does not match the model's vector size {model.hidden_size}")
         print(f"model {model.source}: {model.config.backbone}, hidden {model.hidden_size}, K_doc {model.k_doc}, "

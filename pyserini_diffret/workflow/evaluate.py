@@ -23,8 +23,10 @@ METRICS = {
 
 
 def trec_eval_command() -> list[str]:
-    """``java -cp <Pyserini's jar> trec_eval`` (Java 21+ on PATH: importing pyserini_diffret sees to it)."""
-    import pyserini_diffret  # noqa: F401, PLC0415 - puts a Java 21+ runtime first on PATH
+    """``java -cp <Pyserini's jar> trec_eval`` (Java 21+ on PATH: ``integration.setup()`` sees to it)."""
+    from pyserini_diffret.integration import setup  # noqa: PLC0415
+
+    setup()  # puts a Java 21+ runtime first on PATH
 
     jars = sorted(glob.glob(str(resources.files("pyserini") / "resources" / "jars" / "*.jar")))
     if not jars:

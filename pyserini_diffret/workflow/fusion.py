@@ -99,6 +99,9 @@ def hybrid(dense: Run, sparse: Run, alpha: float = 0.5, depth: int | None = 1000
 
 def _pyserini_fusion(method: str, paths: Sequence[str], output: str, tag: str, alpha: float, rrf_k: int,
                      depth: int, k: int) -> None:
+    from pyserini_diffret.integration import setup  # noqa: PLC0415
+
+    setup()  # the offline guard before Pyserini loads
     from pyserini.fusion import average, interpolation, normalize, reciprocal_rank_fusion  # noqa: PLC0415
     from pyserini.trectools import TrecRun  # noqa: PLC0415
 

@@ -182,12 +182,12 @@ class SlotQueryEncoder:
     """Query slot vectors from a loaded model (shares the process-wide model and query cache)."""
 
     def __init__(self, model_name: str = "diffret", device: str = "cpu", model=None) -> None:
-        from pyserini_diffret.encoders.shared import shared_model  # noqa: PLC0415
+        from pyserini_diffret.shared import shared_model  # noqa: PLC0415
 
         self.model = model if model is not None else shared_model(model_name, device)
 
     def encode_slots(self, texts: Sequence[str]) -> np.ndarray:
-        from pyserini_diffret.encoders.shared import query_cache  # noqa: PLC0415
+        from pyserini_diffret.shared import query_cache  # noqa: PLC0415
 
         items = query_cache(self.model).get(list(texts))
         if not items:

@@ -22,7 +22,9 @@ COMMANDS = {
 
 
 def run_pyserini(module: str, argv: Sequence[str] | None = None) -> int:
-    import pyserini_diffret  # noqa: F401 - Java, offline guard and registration before Pyserini loads
+    from pyserini_diffret.integration import setup  # noqa: PLC0415
+
+    setup()  # Java, offline guard and registration before Pyserini loads
 
     argv = list(sys.argv[1:] if argv is None else argv)
     sys.argv = [module, *argv]

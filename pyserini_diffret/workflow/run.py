@@ -136,13 +136,11 @@ def run_pipeline(inputs: Inputs, output: str | os.PathLike, model_name: str = "d
         f"qrels {inputs.qrels}")
 
     # 2. model, encoding
-    from pyserini_diffret.encoders.shared import shared_model  # noqa: PLC0415
+    from pyserini_diffret.shared import shared_model  # noqa: PLC0415
 
     model = shared_model(model_name, device, batch_size=batch_size)
     if max_length is not None:
-        from pyserini_diffret.encoders.document import set_passage_length  # noqa: PLC0415
-
-        set_passage_length(model, max_length)
+        model.set_lengths(passage=max_length)
     log(f"model: {model.source} ({model.config.backbone}, hidden {model.hidden_size}, K_q {model.k_query}, "
         f"K_p {model.k_doc}, passage {model.config.max_passage_length} tokens, device {device})")
     lap("load model")
@@ -179,16 +177,19 @@ def run_pipeline(inputs: Inputs, output: str | os.PathLike, model_name: str = "d
     lap("encode queries")
 
     # 5. searches
+    from pyserini_diffret.integration import setup  # noqa: PLC0415
+
+    setup()  # Java 21+ and the offline guard before Pyserini loads
     from pyserini.search.faiss import FaissSearcher  # noqa: PLC0415
     from pyserini.search.lucene import LuceneImpactSearcher  # noqa: PLC0415
 
     from pyserini_diffret.workflow.multivector import MultiVectorSearcher  # noqa: PLC0415
 
     runs: dict[str, fusion.Run] = {}
-    impact = _Precomputed({text: weights for text, weights in zip(texts, reps.weights)})
+    impact = _Precomputed(dict(zip(texts, reps.impact)))
     searcher = LuceneImpactSearcher(str(index_dir), impact, min_idf=-1)
     results = {}
-    nonempty = [i for i, weights in enumerate(reps.weights) if weights]
+    nonempty = [i for i, ids in enumerate(reps.term_ids) if len(ids)]
     if nonempty:  # a query with an empty impact vector has no sparse hits
         results = searcher.batch_search([texts[i] for i in nonempty], [judged[i] for i in nonempty], hits, threads)
     runs["sparse"] = _hits_to_run(results, judged)

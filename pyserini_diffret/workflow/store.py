@@ -30,7 +30,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-REPRESENTATIONS = ("impact", "dense", "slots")
+from pyserini_diffret.core.representations import REPRESENTATIONS
+
 SLOT_DTYPES = ("float32", "float16")
 CHECKPOINT = ".checkpoint.json"
 MANIFEST = "encode.json"
@@ -204,7 +205,7 @@ class StoreWriter:
         files = self._files
         files["docids"].write("".join(f"{d}\n" for d in docids).encode("utf-8"))
         if "impact" in files:
-            lines = (impact_line(d, c, w) for d, c, w in zip(docids, contents, reps.weights))
+            lines = (impact_line(d, c, w) for d, c, w in zip(docids, contents, reps.impact))
             files["impact"].write("".join(lines).encode("utf-8"))
         if "dense" in files:
             files["dense"].write(np.ascontiguousarray(reps.dense, dtype=np.float32).tobytes())

@@ -17,7 +17,9 @@ def test_guard_rewrites_fetch_and_alias_lookups():
 
 def test_pyserini_imports_offline_and_warns_once():
     code = (
-        "import warnings, pyserini_diffret\n"
+        "import warnings\n"
+        "from pyserini_diffret.integration import setup\n"
+        "setup()\n"
         "with warnings.catch_warnings(record=True) as caught:\n"
         "    warnings.simplefilter('always')\n"
         "    from pyserini.search.lucene import LuceneImpactSearcher\n"

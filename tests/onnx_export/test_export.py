@@ -12,7 +12,7 @@ from pyserini_diffret import load_model
 from pyserini_diffret.core.config import CONFIG_NAME, RetrieverConfig
 from pyserini_diffret.onnx_export import ExportError, compare_models, export_model
 from pyserini_diffret.onnx_export.__main__ import main as cli
-from pyserini_diffret.onnx_export.record import GRAPH_NAME, INPUT_NAMES, OUTPUT_NAMES, RECORD_KEY
+from pyserini_diffret.core.record import GRAPH_NAME, INPUT_NAMES, OUTPUT_NAMES, RECORD_KEY
 from tests.conftest import run_python
 from tests.onnx_fixtures import FAMILIES
 

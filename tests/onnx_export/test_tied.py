@@ -13,7 +13,7 @@ from pyserini_diffret import load_model
 from pyserini_diffret.core.config import CONFIG_NAME
 from pyserini_diffret.onnx_export import compare_models, export_model
 from pyserini_diffret.onnx_export import tied
-from pyserini_diffret.onnx_export.record import GRAPH_NAME, RECORD_KEY
+from pyserini_diffret.core.record import GRAPH_NAME, RECORD_KEY
 
 
 def _record(folder) -> dict:

@@ -14,7 +14,7 @@ from pyserini_diffret.core.config import CONFIG_NAME
 from pyserini_diffret.onnx_export import ExportError, compare_models, export_model
 from pyserini_diffret.onnx_export import weight_only
 from pyserini_diffret.onnx_export.__main__ import main as cli
-from pyserini_diffret.onnx_export.record import GRAPH_NAME, RECORD_KEY
+from pyserini_diffret.core.record import GRAPH_NAME, RECORD_KEY
 
 
 def _record(folder) -> dict:

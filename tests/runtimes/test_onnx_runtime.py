@@ -8,7 +8,7 @@ import pytest
 
 from pyserini_diffret import load_model
 from pyserini_diffret.core.config import CONFIG_NAME
-from pyserini_diffret.onnx_export.record import GRAPH_NAME, ModelFolderError
+from pyserini_diffret.core.record import GRAPH_NAME, ModelFolderError
 from pyserini_diffret.runtimes.onnx_runtime import OnnxRuntime, parse_device, physical_cores
 
 SHORT = ["bone", "enzymes", "Aspirin"]

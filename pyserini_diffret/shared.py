@@ -2,7 +2,8 @@
 
 Pyserini's hybrid command builds a dense and a sparse query encoder from the same ``--encoder`` name:
 both get the same loaded model here, and a query encoded for one side is not encoded again for the
-other (one backbone pass gives both representations). Nothing here imports torch or Pyserini.
+other (one backbone pass gives both representations). Nothing here imports torch or Pyserini; whether the
+device exists is checked by ``load_model`` with the runtime that will use it.
 """
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-DEVICE_VARIABLE = "PYSERINI_DIFFRET_DEVICE"
-DEFAULT_MODEL = "diffret"
+from pyserini_diffret.core.devices import canonical_device
+from pyserini_diffret.model import load_model
+from pyserini_diffret.registry import DEFAULT_MODEL, resolve_model
+
 QUERY_CACHE_SIZE = 2048
 
 _lock = threading.RLock()
@@ -23,37 +26,14 @@ _models: dict[tuple, Any] = {}
 _caches: dict[int, "QueryCache"] = {}
 
 
-def default_device() -> str:
-    """``cpu`` unless ``PYSERINI_DIFFRET_DEVICE`` says otherwise (for encoders Pyserini builds from a name)."""
-    return os.environ.get(DEVICE_VARIABLE, "").strip() or "cpu"
-
-
-def check_device(device: str | None) -> str:
-    """Normalise ``device``; a clear error when CUDA is asked for and there is none."""
-    device = (device or default_device()).strip().lower()
-    if device.startswith("cuda"):
-        import torch  # noqa: PLC0415
-
-        if not torch.cuda.is_available():
-            raise RuntimeError(
-                f"device {device!r} was asked for but this machine has no usable CUDA device; "
-                "pass --device cpu (or set PYSERINI_DIFFRET_DEVICE=cpu)"
-            )
-    return device
-
-
 def shared_model(name: str | os.PathLike | None = None, device: str | None = None, **options: Any):
     """The loaded model for ``name`` on ``device`` (loaded once per process and set of options)."""
-    from pyserini_diffret.registry import resolve_model  # noqa: PLC0415
-
-    device = check_device(device)
+    device = canonical_device(device)
     path = resolve_model(name or DEFAULT_MODEL).resolve()
     key = (str(path), device, tuple(sorted((k, repr(v)) for k, v in options.items())))
     with _lock:
         model = _models.get(key)
         if model is None:
-            from pyserini_diffret.model import load_model  # noqa: PLC0415
-
             model = load_model(path, device=device, **options)
             _models[key] = model
         return model
@@ -63,7 +43,13 @@ def shared_model(name: str | os.PathLike | None = None, device: str | None = Non
 class EncodedQuery:
     dense: np.ndarray  # [H] float32, single vector
     slots: np.ndarray  # [Kq, H] float32
-    weights: dict[str, int]
+    term_ids: np.ndarray  # vocabulary ids with a non-zero impact
+    term_impacts: np.ndarray  # their integer impacts
+    vocabulary: np.ndarray
+
+    @property
+    def impact(self) -> dict[str, int]:
+        return dict(zip(self.vocabulary[self.term_ids].tolist(), self.term_impacts.tolist()))
 
 
 class QueryCache:
@@ -83,7 +69,8 @@ class QueryCache:
             if missing:
                 reps = self.model.encode_queries(missing)
                 for i, text in enumerate(missing):
-                    found[text] = EncodedQuery(reps.dense[i], reps.slots[i], reps.weights[i])
+                    found[text] = EncodedQuery(reps.dense[i], reps.slots[i], reps.term_ids[i], reps.term_impacts[i],
+                                               reps.vocabulary)
             out = []
             for text in texts:
                 item = found.get(text) or self._items[text]

