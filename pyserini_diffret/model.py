@@ -250,7 +250,7 @@ def _check_tokenizer(path: Path, tokenizer, spec: ModelSpec) -> None:
         if not ids or ids[0] != layout.mask_id:
             raise ValueError(
                 f"{path}: mask token {spec.settings.mask_token!r} is id {ids[0] if ids else None} in the tokenizer, "
-                f"but the graph was exported with mask id {layout.mask_id}; the tokenizer files do not belong to it"
+                f"but the graph was exported with mask id {layout.mask_id}; the tokenizer files do not belong to this graph"
             )
     largest = max([layout.mask_id, layout.pad_id, *layout.tail_ids, *layout.start_ids])
     if largest >= spec.vocab_size:

@@ -17,7 +17,7 @@ def test_stopword_list_is_the_classic_english_list():
 def test_sparse_keys_come_from_the_texts_own_words(tiny_models):
     text = "Aspirin reduces fractures in the heart"
     for model in tiny_models.values():
-        allowed = set(model.tokens[model.content.token_ids(text)].tolist())
+        allowed = set(model.vocabulary[model.content.token_ids(text)].tolist())
         for weights in (model.encode_queries([text]).weights[0], model.encode_documents([text]).weights[0]):
             assert set(weights) <= allowed
 

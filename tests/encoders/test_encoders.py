@@ -60,7 +60,8 @@ def test_max_length_from_pyserini_calls(loaded_model):
 def test_query_encoders_share_model_and_pass(model_dir):
     from pyserini.encode import QueryEncoder
 
-    from pyserini_diffret.encoders import DiffRetDenseQueryEncoder, DiffRetImpactQueryEncoder, shared_model
+    from pyserini_diffret.encoders import DiffRetDenseQueryEncoder, DiffRetImpactQueryEncoder
+    from pyserini_diffret.shared import shared_model
 
     dense, impact = DiffRetDenseQueryEncoder(str(model_dir)), DiffRetImpactQueryEncoder(str(model_dir))
     assert isinstance(dense, QueryEncoder) and dense.model is impact.model is shared_model(model_dir, "cpu")
@@ -84,13 +85,27 @@ def test_query_encoders_share_model_and_pass(model_dir):
 def test_cuda_without_cuda_is_a_clear_error(model_dir):
     import torch
 
-    from pyserini_diffret.encoders.shared import check_device
+    from pyserini_diffret.shared import shared_model
 
-    assert check_device("CPU") == "cpu"
+    assert shared_model(model_dir, "CPU") is shared_model(model_dir, "cpu")
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    with pytest.raises(RuntimeError, match="no usable CUDA device; pass --device cpu"):
-        check_device("cuda:0")
+    with pytest.raises(RuntimeError, match="torch sees no CUDA device; use device='cpu'"):
+        shared_model(model_dir, "cuda:0")
+
+
+def test_onnx_on_cuda_asks_onnxruntime_not_torch(monkeypatch):
+    """onnxruntime-gpu beside a CPU-only torch: the ONNX runtime takes --device cuda."""
+    import onnxruntime
+    import torch
+
+    from pyserini_diffret.runtimes.onnx_runtime import OnnxRuntime
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(onnxruntime, "get_available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert OnnxRuntime.check_device("cuda") == "cuda:0"
+    assert OnnxRuntime.check_device("CUDA:1") == "cuda:1"
 
 
 def test_class_maps_put_diffret_first_and_build_lazily(model_dir):

@@ -9,7 +9,8 @@ import pytest
 from pyserini_diffret import load_model
 from pyserini_diffret.core.config import CONFIG_NAME
 from pyserini_diffret.core.record import GRAPH_NAME, ModelFolderError
-from pyserini_diffret.runtimes.onnx_runtime import OnnxRuntime, parse_device, physical_cores
+from pyserini_diffret.core.devices import parse_device, physical_cores
+from pyserini_diffret.runtimes.onnx_runtime import OnnxRuntime
 
 SHORT = ["bone", "enzymes", "Aspirin"]
 LONG = ["Vitamin D deficiency is associated with bone fractures and weak muscles, " * 12]
@@ -84,7 +85,7 @@ def test_session_options(onnx_dirs):
     assert model.batch_size == 3
     assert model.encode_queries(SHORT).dense.shape == (3, model.hidden_size)
     assert parse_device("cuda:1") == ("cuda", 1) and parse_device("CPU") == ("cpu", 0)
-    with pytest.raises(ValueError, match="not supported by the ONNX runtime"):
+    with pytest.raises(ValueError, match="is not supported; use"):
         load_model(onnx_dirs["mlm"], device="mps")
 
 
@@ -107,6 +108,23 @@ def test_settings_built_into_the_graph_cannot_be_overridden(onnx_dirs):
         load_model(onnx_dirs["mlm"], max_passage_length=positions)
     with pytest.raises(TypeError):
         load_model(onnx_dirs["mlm"], dtype="float16")
+
+
+def test_lengths_past_the_position_table_fail_before_onnxruntime(onnx_dirs, monkeypatch):
+    """The position limit is checked by the engine for every runtime (it once reached onnxruntime as an
+    out-of-range GatherElements index)."""
+    model = load_model(onnx_dirs["mlm"])
+    positions = model.spec.max_positions
+    configured = model.config.max_passage_length
+    with pytest.raises(ValueError, match=f"the model has {positions} positions; lower max_passage_length"):
+        model.set_lengths(passage=10_000)
+    assert model.config.max_passage_length == configured  # refused, so unchanged
+    model.set_lengths(passage=configured + 1)  # within the table: taken
+    assert model.config.max_passage_length == configured + 1
+    model.config.max_passage_length = 10_000  # set directly: still caught before the graph runs
+    monkeypatch.setattr(model.runtime, "run", lambda *args: pytest.fail("the runtime was called"))
+    with pytest.raises(ValueError, match=f"{positions} positions"):
+        model.encode_documents(["a very long text " * 3000])
 
 
 # -- damaged and incomplete folders --------------------------------------------------------------------------

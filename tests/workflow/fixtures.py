@@ -73,6 +73,6 @@ def encoded_sample(model_dir, sample, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def loaded_model(model_dir):
-    from pyserini_diffret.encoders.shared import shared_model
+    from pyserini_diffret.shared import shared_model
 
     return shared_model(model_dir, "cpu")
