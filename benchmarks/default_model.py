@@ -48,8 +48,8 @@ RECIPE = dict(
     k_query=4,
     k_doc=16,
     max_query_length=32,
-    max_passage_length=256,
-    top_k=256,
+    max_document_length=256,
+    terms_per_slot=256,
     batch_size=16,
     hard_negatives=3,
     mine_negatives=30,
@@ -162,7 +162,7 @@ def evaluate(model_dir: Path, collections: dict[str, Path], threads: int | None)
         queries = read_queries(folder / "queries.jsonl")
         qrels = read_qrels(folder / "qrels" / "test.tsv")
         started = time.time()
-        docs = model.encode(list(corpus.values()), side="passage")
+        docs = model.encode(list(corpus.values()), side="document")
         seconds = time.time() - started
         metrics, _ = ev.evaluate_model(model, corpus, queries, qrels, doc_reps=docs)
         results[name] = {"metrics": metrics, "docs_per_second": len(corpus) / seconds, "documents": len(corpus)}
@@ -229,7 +229,7 @@ Prompt (compact; the same words for every K, so the model can be read with any K
 ## Export
 ONNX, int8 dynamic quantisation (CPU), `{graph.name}` sha256 `{sha256(graph)[:16]}...`, folder size
 {folder_size_mb(target):.1f} MB. Defaults: K_q = {RECIPE['k_query']}, K_p = {RECIPE['k_doc']}, query {RECIPE['max_query_length']} /
-passage {RECIPE['max_passage_length']} text tokens, top-{RECIPE['top_k']} terms per slot, impact scale 100.
+passage {RECIPE['max_document_length']} text tokens, top-{RECIPE['terms_per_slot']} terms per slot, impact scale 100.
 
 ## Limits
 Trained on 809 scientific claims only, at 22.7M parameters: on SciFact it is close to the strong baselines,

@@ -212,13 +212,13 @@ def main() -> int:
         texts = make_texts(args.batch)
         torch_fp16 = load_model(source, backbone="dream", runtime="torch", device=device,
                                 dtype="float16" if on_gpu else "float32", k_doc=args.k, batch_size=args.batch)
-        before, after = torch_fp16.prompts.frame("passage", args.k)
+        before, after = torch_fp16.prompts.frame("document", args.k)
         overhead = len(before) + len(after) + args.k + len(torch_fp16.layout.tail_ids)
         max_text = max(8, args.tokens - overhead)
         torch_fp16 = load_model(source, backbone="dream", runtime="torch", device=device,
                                 dtype="float16" if on_gpu else "float32", k_doc=args.k, batch_size=args.batch,
-                                max_passage_length=max_text)
-        batch = torch_fp16.prompts.build(texts, "passage", args.k)
+                                max_document_length=max_text)
+        batch = torch_fp16.prompts.build(texts, "document", args.k)
         mask = torch_fp16.content.mask(texts)
         length = batch.input_ids.shape[1]
         print(f"batch {args.batch} x {length} tokens (text <= {max_text}), K = {args.k}", flush=True)
@@ -227,12 +227,12 @@ def main() -> int:
         results["runs"][torch_name] = {"seconds": seconds, "docs_per_s": args.batch / seconds}
         print(f"  {torch_name}: {seconds * 1000:.1f} ms per batch, {args.batch / seconds:.0f} docs/s", flush=True)
         torch_fp32 = load_model(source, backbone="dream", runtime="torch", device=device, dtype="float32",
-                                k_doc=args.k, max_passage_length=max_text)
+                                k_doc=args.k, max_document_length=max_text)
         precision = "fp16" if on_gpu else "fp32"
         for variant in [v.strip() for v in args.variants.split(",") if v.strip()]:
             start = time.perf_counter()
             result = export(source, tmp / f"onnx-{variant}", backbone="dream", precision=precision, device=device,
-                            fused_attention=variant == "fused", k_doc=args.k, max_passage_length=max_text)
+                            fused_attention=variant == "fused", k_doc=args.k, max_document_length=max_text)
             export_s = time.perf_counter() - start
             fusions = ", ".join(f"{k} x{v}" for k, v in sorted(result.record.fusions.items())) or "none"
             print(f"exported {variant} in {export_s:.0f} s: attention {result.record.attention}; fusions {fusions}",

@@ -61,14 +61,14 @@ def bench_model(label: str, source: Path, work: Path, passages, queries, args, b
     parity = {name: compare_models(m, models["torch fp32"], precision=name.split()[1])
               for name, m in models.items() if name != "torch fp32"}
     rows = []
-    for side, texts in (("passage", passages), ("query", queries)):
+    for side, texts in (("document", passages), ("query", queries)):
         reference = models["torch fp32"]
-        k = reference.k_doc if side == "passage" else reference.k_query
+        k = reference.k_doc if side == "document" else reference.k_query
         chunks = [texts[i:i + args.batch_size] for i in range(0, len(texts), args.batch_size)]
         batches = [(reference.prompts.build(c, side, k), reference.content.mask(c)) for c in chunks]
         stop = reference.config.stop_truncation
         graph = {name: (lambda m=m: [m.runtime.run(b, mask, stop) for b, mask in batches]) for name, m in models.items()}
-        encode = {name: (lambda m=m: (m.encode_documents if side == "passage" else m.encode_queries)(texts))
+        encode = {name: (lambda m=m: (m.encode_documents if side == "document" else m.encode_queries)(texts))
                   for name, m in models.items()}
         graph_best = interleaved_best(graph, args.repeats)
         best = interleaved_best(encode, args.repeats)
@@ -101,7 +101,7 @@ def quality(source: Path, work: Path, data: Path, args) -> None:
         folder = export_model(source, work / f"quality-{precision}", precision=precision)
         model = load_model(folder, batch_size=args.batch_size, threads=args.threads)
         start = time.perf_counter()
-        docs = model.encode(list(corpus.values()), side="passage")
+        docs = model.encode(list(corpus.values()), side="document")
         qs = model.encode_queries([queries[q] for q in qids])
         seconds = time.perf_counter() - start
         dense = ev.metrics(ev.dense_search(qs.dense, docs.dense, qids, doc_ids), qrels)["ndcg@10"]

@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{c.name}: diffret documents, K_p={kp}")
             encoder = load_model(args.model, k_doc=kp)
             t0 = time.time()
-            doc_reps[kp] = encoder.encode(c.doc_texts, side="passage")
+            doc_reps[kp] = encoder.encode(c.doc_texts, side="document")
             speeds[(c.name, kp)] = len(c.doc_texts) / (time.time() - t0)
         for kq, kp in sweep:
             encoder = load_model(args.model, k_query=kq, k_doc=kp)

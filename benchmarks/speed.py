@@ -69,12 +69,12 @@ def main() -> None:
             models = {}
             for k in KS:
                 models[k] = load_model(folder, backbone=family, k_query=k, k_doc=k, batch_size=args.batch_size,
-                                       max_passage_length=256, max_query_length=64)
+                                       max_document_length=256, max_query_length=64)
                 if family == "ar":
                     models[k].runtime.backbone.__dict__["_stop_ids"] = torch.tensor([-1])
-            for side, texts in (("passage", passages), ("query", queries)):
+            for side, texts in (("document", passages), ("query", queries)):
                 encoders = {
-                    k: (lambda m=m: (m.encode_documents if side == "passage" else m.encode_queries)(texts))
+                    k: (lambda m=m: (m.encode_documents if side == "document" else m.encode_queries)(texts))
                     for k, m in models.items()
                 }
                 best = interleaved_best(encoders, args.repeats)

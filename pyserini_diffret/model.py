@@ -16,7 +16,7 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from pyserini_diffret.core.config import CONFIG_NAME, RetrieverConfig
+from pyserini_diffret.core.config import CONFIG_NAME, RetrieverConfig, renamed_settings
 from pyserini_diffret.core.content import ContentFilter
 from pyserini_diffret.core.devices import parse_device
 from pyserini_diffret.core.prompts import SIDES, EncodedBatch, PromptBuilder, SlotLayout
@@ -84,7 +84,7 @@ class DiffRetriever:
     def set_lengths(self, query: int | None = None, passage: int | None = None) -> None:
         """Text tokens kept per query / passage from now on; a clear error (and no change) when the model
         cannot take them."""
-        wanted = {name: value for name, value in (("max_query_length", query), ("max_passage_length", passage))
+        wanted = {name: value for name, value in (("max_query_length", query), ("max_document_length", passage))
                   if value is not None}
         for name, value in wanted.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -105,7 +105,7 @@ class DiffRetriever:
 
     def encode_documents(self, texts: Sequence[str], titles: Sequence[str | None] | None = None,
                          batch_size: int | None = None) -> Representations:
-        return self.encode(self.document_texts(texts, titles), side="passage", batch_size=batch_size)
+        return self.encode(self.document_texts(texts, titles), side="document", batch_size=batch_size)
 
     def document_texts(self, texts: Sequence[str], titles: Sequence[str | None] | None = None) -> list[str]:
         """The text encoded for each document (``core.text.join_title``)."""
@@ -159,11 +159,12 @@ def load_model(name_or_path: str | Path, *, backbone: str | None = None, k_query
     """Load a DiffRetriever model.
 
     ``name_or_path``: a Hugging Face model folder, an exported (ONNX) model folder, or a registered short
-    name (``"diffret"``, the embedded default). Options: any ``RetrieverConfig`` setting (``top_k``,
-    ``max_query_length``, ``max_passage_length``, ``stop_truncation``, ``logit_shift``...), plus ``dtype``,
+    name (``"diffret"``, the embedded default). Options: any ``RetrieverConfig`` setting (``terms_per_slot``,
+    ``max_query_length``, ``max_document_length``, ``stop_truncation``, ``logit_shift``...), plus ``dtype``,
     ``trust_remote_code``, ``batch_size``, and for ONNX ``providers``/``threads``/``pad_multiple``/``io_binding``.
     """
     path = resolve_model(name_or_path)
+    options = renamed_settings(options)
     loader_options = {key: options.pop(key) for key in list(options) if key not in CONFIG_OPTIONS}
     settings = read_settings(path, backbone)
     overrides = {key: value for key, value in dict(options, k_query=k_query, k_doc=k_doc).items() if value is not None}
@@ -218,7 +219,7 @@ def _load_torch(path: Path, settings: RetrieverConfig, *, device: str = "cpu", d
                             trust_remote_code=trust_remote_code)
     spec = adapter.spec(settings, str(path))
     spec.check(PromptBuilder(adapter.tokenizer, settings, adapter.layout))  # before moving weights to a device
-    return DiffRetriever(spec, adapter.tokenizer, TorchRuntime(adapter, settings.top_k, device=device),
+    return DiffRetriever(spec, adapter.tokenizer, TorchRuntime(adapter, settings.terms_per_slot, device=device),
                          batch_size=batch_size)
 
 

@@ -12,14 +12,16 @@ from pathlib import Path
 from typing import Any
 
 CONFIG_NAME = "diffret_config.json"
-CONFIG_FORMAT = 1
+CONFIG_FORMAT = 2
+# Format 1 named two settings differently; its folders still load (``renamed_settings``).
+RENAMED_SETTINGS = {"max_passage_length": "max_document_length", "top_k": "terms_per_slot"}
 
 SYSTEM_PROMPT = "You are an AI assistant that can understand human language."
 
 
 @dataclass(frozen=True)
 class PromptTexts:
-    """The words around a text; ``{side}`` is filled in as "query" or "passage" by ``paper_prompts``."""
+    """The words around a text, one set per side ("query", "document") and variant ("one": K = 1, "few")."""
 
     system: str
     user_prefix: str
@@ -27,24 +29,30 @@ class PromptTexts:
     assistant_prefix: str
 
 
-def paper_prompts(side: str, label: str) -> dict[str, PromptTexts]:
-    """The paper's prompts for one side: ``one`` (K = 1) and ``few`` (K > 1)."""
+def paper_prompts(noun: str, label: str) -> dict[str, PromptTexts]:
+    """The paper's prompts for one side, ``one`` (K = 1) and ``few`` (K > 1): ``Query: "..."`` / ``the query``,
+    ``Passage: "..."`` / ``the passage`` (the paper's words for a document)."""
     return {
         "one": PromptTexts(
             system=SYSTEM_PROMPT,
             user_prefix=f'{label}: "',
-            user_suffix=f'". Use one word to represent the {side} in a retrieval task. '
+            user_suffix=f'". Use one word to represent the {noun} in a retrieval task. '
             "Make sure your word is in lowercase.",
             assistant_prefix='The word is: "',
         ),
         "few": PromptTexts(
             system=SYSTEM_PROMPT,
             user_prefix=f'{label}: "',
-            user_suffix=f'". Use a few words to represent the {side} in a retrieval task. '
+            user_suffix=f'". Use a few words to represent the {noun} in a retrieval task. '
             "Make sure your words are in lowercase.",
             assistant_prefix='The words are: "',
         ),
     }
+
+
+def renamed_settings(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with the settings' former names (format 1, ``max_passage_length``, ``top_k``) replaced."""
+    return {RENAMED_SETTINGS.get(key, key): value for key, value in options.items()}
 
 
 def compact_prompts() -> dict[str, dict[str, PromptTexts]]:
@@ -54,11 +62,11 @@ def compact_prompts() -> dict[str, dict[str, PromptTexts]]:
         texts = PromptTexts(system="", user_prefix=f'{label}: "', user_suffix='"', assistant_prefix='keywords: "')
         return {"one": texts, "few": texts}
 
-    return {"query": side("query"), "passage": side("passage")}
+    return {"query": side("query"), "document": side("passage")}
 
 
 def _default_prompts() -> dict[str, dict[str, PromptTexts]]:
-    return {"query": paper_prompts("query", "Query"), "passage": paper_prompts("passage", "Passage")}
+    return {"query": paper_prompts("query", "Query"), "document": paper_prompts("passage", "Passage")}
 
 
 PROMPT_SETS = {"paper": _default_prompts, "compact": compact_prompts}
@@ -73,9 +81,9 @@ def prompt_set(name_or_file: str) -> dict[str, dict[str, PromptTexts]]:
         raise ValueError(f"prompts must be one of {', '.join(PROMPT_SETS)} or a JSON file, got {name_or_file!r}")
     data = json.loads(path.read_text(encoding="utf-8"))
     try:
-        return {s: {v: PromptTexts(**t) for v, t in data[s].items()} for s in ("query", "passage")}
+        return {s: {v: PromptTexts(**t) for v, t in data[s].items()} for s in ("query", "document")}
     except (KeyError, TypeError, AttributeError) as error:
-        raise ValueError(f"{path}: prompts need 'query' and 'passage', each with 'one' and 'few' "
+        raise ValueError(f"{path}: prompts need 'query' and 'document', each with 'one' and 'few' "
                          f"(system, user_prefix, user_suffix, assistant_prefix): {error}") from None
 
 
@@ -85,8 +93,8 @@ class RetrieverConfig:
     k_query: int = 4
     k_doc: int = 16
     max_query_length: int = 32  # text tokens, prompt excluded
-    max_passage_length: int = 156
-    top_k: int = 256  # term weights kept per slot
+    max_document_length: int = 156
+    terms_per_slot: int = 256  # term weights kept per slot
     scale: float = 100.0  # impact quantisation: round(w * scale)
     stop_truncation: bool = False  # zero slots from the first one whose argmax is a special token
     logit_shift: int = 0  # 1: read a slot's logits one position earlier (Dream's own decoding convention)
@@ -109,7 +117,7 @@ class RetrieverConfig:
             backbone=backbone,
             k_query=4,
             k_doc=16 if backbone == "dream" else 4,
-            top_k=128,
+            terms_per_slot=128,
             stop_truncation=instruction,
             fine_tuned=False,
         )
@@ -117,7 +125,7 @@ class RetrieverConfig:
         return cls(**settings)
 
     def slots(self, side: str) -> int:
-        """K for ``side``: ``k_query`` for queries, ``k_doc`` for passages."""
+        """K for ``side``: ``k_query`` for queries, ``k_doc`` for documents."""
         return self.k_query if side == "query" else self.k_doc
 
     def prompt(self, side: str, k: int) -> PromptTexts:
@@ -132,7 +140,11 @@ class RetrieverConfig:
     def from_dict(cls, data: dict[str, Any], origin: str = "config") -> "RetrieverConfig":
         data = dict(data)
         version = data.pop("format", None)
-        if version != CONFIG_FORMAT:
+        if version == 1:
+            data = renamed_settings(data)
+            if isinstance(data.get("prompts"), dict) and "passage" in data["prompts"]:
+                data["prompts"] = {("document" if side == "passage" else side): v for side, v in data["prompts"].items()}
+        elif version != CONFIG_FORMAT:
             raise ValueError(f"{origin}: config format {version!r} is not supported (expected {CONFIG_FORMAT})")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
@@ -164,7 +176,7 @@ class RetrieverConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        for name in ("max_query_length", "max_passage_length", "top_k"):
+        for name in ("max_query_length", "max_document_length", "terms_per_slot"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")

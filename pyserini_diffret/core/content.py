@@ -16,8 +16,6 @@ from importlib import resources
 from typing import Iterable, Sequence
 
 import numpy as np
-from nltk.tokenize import NLTKWordTokenizer
-from nltk.tokenize.punkt import PunktSentenceTokenizer
 
 
 @lru_cache(maxsize=1)
@@ -27,20 +25,23 @@ def english_stopwords() -> frozenset[str]:
 
 
 _PUNCTUATION = frozenset(string.punctuation)
-_sentences = PunktSentenceTokenizer()
-_words = NLTKWordTokenizer()
+
+
+@lru_cache(maxsize=1)
+def _tokenizers():
+    """NLTK's sentence and word tokenisers, imported on first use: importing nltk loads scikit-learn, which
+    sets environment variables, and importing the engine must change nothing."""
+    from nltk.tokenize import NLTKWordTokenizer  # noqa: PLC0415
+    from nltk.tokenize.punkt import PunktSentenceTokenizer  # noqa: PLC0415
+
+    return PunktSentenceTokenizer(), NLTKWordTokenizer()
 
 
 def content_words(text: str) -> list[str]:
     """Lower-cased word tokens of ``text`` without stopwords and punctuation, in order."""
     dropped = english_stopwords() | _PUNCTUATION
-    lowered = text.lower()
-    return [
-        word
-        for sentence in _sentences.tokenize(lowered)
-        for word in _words.tokenize(sentence)
-        if word not in dropped
-    ]
+    sentences, words = _tokenizers()
+    return [word for sentence in sentences.tokenize(text.lower()) for word in words.tokenize(sentence) if word not in dropped]
 
 
 class ContentFilter:

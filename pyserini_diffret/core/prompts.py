@@ -17,7 +17,7 @@ import numpy as np
 from pyserini_diffret.core.config import PromptTexts, RetrieverConfig
 
 _SENTINEL = "XSENTINELX"
-SIDES = ("query", "passage")
+SIDES = ("query", "document")
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class PromptBuilder:
         self._frames: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
 
     def max_text_length(self, side: str) -> int:
-        return self.config.max_query_length if side == "query" else self.config.max_passage_length
+        return self.config.max_query_length if side == "query" else self.config.max_document_length
 
     def frame(self, side: str, k: int) -> tuple[list[int], list[int]]:
         """Token ids before and after the text for ``side`` with ``k`` slots (cached)."""

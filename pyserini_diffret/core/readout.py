@@ -21,7 +21,7 @@ def kept_slots(slot_logits: torch.Tensor, stop_ids: torch.Tensor, stop_truncatio
     return keep | ~stop_truncation
 
 
-def slot_term_weights(slot_logits: torch.Tensor, content_mask: torch.Tensor, top_k: int,
+def slot_term_weights(slot_logits: torch.Tensor, content_mask: torch.Tensor, terms_per_slot: int,
                       keep: torch.Tensor) -> torch.Tensor:
     """``[B, V]`` max over kept slots of the per-slot top-k content-filtered ``log(1 + relu(logit))``.
 
@@ -30,6 +30,6 @@ def slot_term_weights(slot_logits: torch.Tensor, content_mask: torch.Tensor, top
     allowed = content_mask[:, None, :] & keep[:, :, None]
     scores = torch.where(allowed, torch.relu(slot_logits.float()), 0.0)
     batch, k, vocab = scores.shape
-    values, index = torch.topk(scores, min(top_k, vocab), dim=-1)
+    values, index = torch.topk(scores, min(terms_per_slot, vocab), dim=-1)
     pooled = torch.zeros(batch, vocab, dtype=values.dtype, device=values.device)
     return pooled.scatter_reduce(1, index.reshape(batch, -1), torch.log1p(values).reshape(batch, -1), reduce="amax")

@@ -15,7 +15,7 @@ from typing import Any
 from pyserini_diffret.core.prompts import SlotLayout
 
 RECORD_KEY = "onnx"
-RECORD_FORMAT = 1
+RECORD_FORMAT = 2  # format 1 called terms_per_slot top_k; it still loads
 GRAPH_NAME = "model.onnx"
 EXTERNAL_DATA_NAME = "model.onnx.data"
 INPUT_NAMES = ("input_ids", "attention_mask", "slot_offsets", "content_mask", "stop_truncation")
@@ -32,7 +32,7 @@ class ModelFolderError(ValueError):
 class ExportRecord:
     precision: str
     opset: int
-    top_k: int  # baked into the graph (per-slot top-k)
+    terms_per_slot: int  # baked into the graph (per-slot top-k)
     logit_shift: int  # baked into the graph
     tail_length: int  # baked into the graph (slot positions are counted from the end)
     layout: dict[str, Any]  # SlotLayout fields
@@ -84,6 +84,9 @@ class ExportRecord:
         if not isinstance(data, dict):
             raise ModelFolderError(f"{origin}: the export record (extra.{RECORD_KEY}) is not an object")
         version = data.get("format")
+        if version == 1 and "top_k" in data:
+            data = {("terms_per_slot" if key == "top_k" else key): value for key, value in data.items()}
+            data["format"] = version = RECORD_FORMAT
         if version != RECORD_FORMAT:
             raise ModelFolderError(
                 f"{origin}: ONNX export record format {version!r} is not supported by this version of "

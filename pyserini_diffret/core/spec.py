@@ -78,7 +78,7 @@ def read_record(path: Path, settings: RetrieverConfig) -> ExportRecord:
                 f"{file}: {actual} bytes where the export wrote {size}: the file is damaged, truncated or replaced"
             )
     # Settings built into the graph cannot be overridden at load time.
-    for name, value in {"top_k": record.top_k, "logit_shift": record.logit_shift}.items():
+    for name, value in {"terms_per_slot": record.terms_per_slot, "logit_shift": record.logit_shift}.items():
         if getattr(settings, name) != value:
             raise ValueError(
                 f"{path}: {name}={value} is built into the exported graph; {name}={getattr(settings, name)!r} needs "

@@ -5,7 +5,7 @@
 - Stored (the ``contents`` of a JsonVectorCollection record): the fields joined by a newline, as
   Pyserini's own ``pyserini.encode`` writes them, so that our collections and Pyserini's are alike.
 - Clipped: texts longer than ``DEFAULT_MAX_CHARS`` characters are cut before tokenising. Only the first
-  ``max_passage_length`` tokens are encoded anyway; the cut bounds the work of tokenising and of the
+  ``max_document_length`` tokens are encoded anyway; the cut bounds the work of tokenising and of the
   sparse content filter (which reads the whole text) on enormous inputs.
 """
 from __future__ import annotations

@@ -58,7 +58,7 @@ class DiffRetDocumentEncoder(DocumentEncoder):
         """Text tokens per passage from now on (``None``: the model's configured length)."""
         self.max_length = max_length
         if max_length is not None:
-            self.model.set_lengths(passage=max_length)
+            self.model.set_lengths(document=max_length)
 
     def encode(self, texts: Sequence[str | None] | None = None, titles: Sequence[str | None] | None = None,
                max_length: int | None = None, representation: str | None = None, **kwargs: Any):
@@ -71,7 +71,7 @@ class DiffRetDocumentEncoder(DocumentEncoder):
             raise ValueError(f"representation must be one of {REPRESENTATIONS}, got {representation!r}")
         length = self.max_length if (self.ignore_call_max_length or max_length is None) else max_length
         if length is not None:
-            self.model.set_lengths(passage=length)
+            self.model.set_lengths(document=length)
         clipped_texts = [clip_text(text, self.max_chars)[0] for text in texts]
         clipped_titles = None if titles is None else [clip_text(title, self.max_chars)[0] for title in titles]
         reps = self.model.encode_documents(clipped_texts, clipped_titles, batch_size=self.batch_size)

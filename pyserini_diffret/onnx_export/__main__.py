@@ -35,9 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier export in --output")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="allow the model folder's own code (real Dream/LLaDA checkpoints need it)")
-    parser.add_argument("--top-k", type=int, metavar="N", help="term weights kept per slot (built into the graph)")
+    parser.add_argument("--terms-per-slot", "--top-k", type=int, metavar="N", help="term weights kept per slot (built into the graph)")
     parser.add_argument("--max-query-length", type=int, metavar="N", help="query text tokens (config default)")
-    parser.add_argument("--max-passage-length", type=int, metavar="N", help="passage text tokens (config default)")
+    parser.add_argument("--max-document-length", "--max-passage-length", type=int, metavar="N", help="document text tokens (config default)")
     parser.add_argument("--logit-shift", type=int, choices=[0, 1], help="read slot logits one position earlier (Dream)")
     parser.add_argument("--plain-attention", action="store_true",
                         help="trace attention as the model spells it out (default: fused MultiHeadAttention)")
@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from pyserini_diffret.onnx_export.exporter import ExportError, VerificationFailed, export  # noqa: PLC0415
 
-    overrides = {name: getattr(args, name) for name in ("top_k", "max_query_length", "max_passage_length", "logit_shift")
+    overrides = {name: getattr(args, name) for name in ("terms_per_slot", "max_query_length", "max_document_length", "logit_shift")
                  if getattr(args, name) is not None}
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     try:
@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"exported {args.model} -> {result.path}")
     print(f"  backbone {config.backbone}, precision {record.precision}, opset {record.opset}, "
           f"attention {record.attention}, K query/doc {config.k_query}/{config.k_doc} (any K at run time), "
-          f"top-k {record.top_k}, hidden {config.hidden_size}, vocab {config.vocab_size}")
+          f"top-k {record.terms_per_slot}, hidden {config.hidden_size}, vocab {config.vocab_size}")
     fusions = ", ".join(f"{k} x{v}" for k, v in sorted(record.fusions.items())) or "none"
     print(f"  fusions: {fusions}")
     for table in record.shared_embeddings:

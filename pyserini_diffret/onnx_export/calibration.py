@@ -3,7 +3,7 @@
 GPTQ rounds each weight matrix against the inputs its MatMul sees on these texts, run through the
 exported fp32 graph in the retriever's own prompts (queries and passages, K mask slots). Short general
 texts from many fields, written for this package, plus long ones (all passages joined, rotated): the
-long ones reach ``max_passage_length``, so every position embedding the model will meet is covered.
+long ones reach ``max_document_length``, so every position embedding the model will meet is covered.
 Calibrating on short texts alone overfits the rounding to early positions: on MiniLM the error on
 full-length SciFact passages then came out no better than plain rounding (3.3e-2 vs 1.2e-2 with the
 long texts). Callers may pass their own texts (a sample of their corpus) instead.
@@ -146,7 +146,7 @@ def calibration_feeds(retriever, texts: tuple[list[str], list[str]] | None = Non
     """Graph feeds (the exported graph's inputs) for the calibration texts, both sides, in batches."""
     queries, passages = texts or default_texts()
     feeds = []
-    for side, side_texts, default in (("query", queries, retriever.k_query), ("passage", passages, retriever.k_doc)):
+    for side, side_texts, default in (("query", queries, retriever.k_query), ("document", passages, retriever.k_doc)):
         # Batches alternate between the side's default K and EXTRA_K: the graph takes any K, and a K the
         # rounding never saw costs accuracy (MiniLM calibrated at K=4, run at K=16: 1.4e-2 vs 1.0e-2).
         ks = [default] if default == EXTRA_K else [default, EXTRA_K]

@@ -83,7 +83,7 @@ def export_model(source: str | Path, output: str | Path, *, backbone: str | None
     Further options: ``overwrite`` (replace an earlier export), ``fused_attention`` (default True),
     ``fusions`` (onnxruntime.transformers fusions, default True), ``external_data`` (None: only above
     2 GB), ``device`` for tracing (default "cpu"), ``log`` (a callable for progress lines), and any
-    ``RetrieverConfig`` field (``top_k``, ``max_passage_length``, ``logit_shift``...). Returns the output
+    ``RetrieverConfig`` field (``terms_per_slot``, ``max_document_length``, ``logit_shift``...). Returns the output
     folder.
     """
     return export(source, output, backbone=backbone, k_query=k_query, k_doc=k_doc, precision=precision, opset=opset,
@@ -124,7 +124,7 @@ def export(source: str | Path, output: str | Path, *, backbone: str | None = Non
     record = ExportRecord(
         precision=precision,
         opset=opset,
-        top_k=retriever.config.top_k,
+        terms_per_slot=retriever.config.terms_per_slot,
         logit_shift=adapter.logit_shift,
         tail_length=len(retriever.layout.tail_ids),
         layout=ExportRecord.layout_dict(retriever.layout),
@@ -271,7 +271,7 @@ def _check_backbone(path: Path, backbone: str | None) -> str:
 def _trace(module, retriever, path: Path, opset: int, fused: bool, torch):
     from pyserini_diffret.onnx_export.attention import fused_attention, register_symbolic  # noqa: PLC0415
 
-    batch = retriever.prompts.build(TRACE_TEXTS, "passage", TRACE_K)
+    batch = retriever.prompts.build(TRACE_TEXTS, "document", TRACE_K)
     if batch.attention_mask.all():
         raise ExportError("internal: the trace batch has no padding")
     device = next(module.parameters()).device

@@ -147,7 +147,7 @@ def compare_models(candidate, reference, *, precision: str = "fp32", queries: Se
     stop = candidate.config.stop_truncation if stop_truncation is None else stop_truncation
     sides = []
     for side, texts, k in (("query", queries or SAMPLE_QUERIES, candidate.k_query),
-                           ("passage", passages or SAMPLE_PASSAGES, candidate.k_doc)):
+                           ("document", passages or SAMPLE_PASSAGES, candidate.k_doc)):
         texts = list(texts)
         report = SideReport(side=side, k=k, texts=len(texts))
         for start in range(0, len(texts), batch_size):

@@ -20,10 +20,10 @@ class RetrieverModule(nn.Module):
     ``[B, K, H]`` (unit length, zero where truncated) and ``term_weights`` ``[B, V]``.
     """
 
-    def __init__(self, backbone: Backbone, top_k: int, tail_length: int) -> None:
+    def __init__(self, backbone: Backbone, terms_per_slot: int, tail_length: int) -> None:
         super().__init__()
         self.backbone = backbone
-        self.top_k = top_k
+        self.terms_per_slot = terms_per_slot
         self.tail_length = tail_length
         special = torch.zeros(backbone.vocab_size, dtype=torch.bool)
         stop_ids = set(backbone.tokenizer.all_special_ids)
@@ -37,16 +37,16 @@ class RetrieverModule(nn.Module):
         hidden, logits = self.backbone.slot_states(input_ids, attention_mask, slot_offsets, self.tail_length)
         keep = kept_slots(logits, self.stop_ids, stop_truncation)
         vectors = F.normalize(hidden.float(), dim=-1) * keep[:, :, None].to(torch.float32)
-        return vectors, slot_term_weights(logits, content_mask, self.top_k, keep)
+        return vectors, slot_term_weights(logits, content_mask, self.terms_per_slot, keep)
 
 
 class TorchRuntime:
     name = "torch"
 
-    def __init__(self, backbone: Backbone, top_k: int, device: str = "cpu") -> None:
+    def __init__(self, backbone: Backbone, terms_per_slot: int, device: str = "cpu") -> None:
         self.device = torch.device(self.check_device(device))
         tail_length = len(backbone.layout.tail_ids)
-        self.module = RetrieverModule(backbone, top_k=top_k, tail_length=tail_length).to(self.device).eval()
+        self.module = RetrieverModule(backbone, terms_per_slot=terms_per_slot, tail_length=tail_length).to(self.device).eval()
 
     @staticmethod
     def check_device(device: str) -> str:

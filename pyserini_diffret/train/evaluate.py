@@ -166,7 +166,7 @@ def evaluate_model(model, corpus: dict[str, str], queries: dict[str, str], qrels
     docids = list(corpus)
     qids = [q for q in qrels if q in queries]
     if doc_reps is None:
-        doc_reps = model.encode(list(corpus.values()), side="passage")
+        doc_reps = model.encode(list(corpus.values()), side="document")
     if query_reps is None:
         query_reps = model.encode([queries[q] for q in qids], side="query")
     runs = {

@@ -92,7 +92,7 @@ class SparseTeacher(_Teacher):
         pooled = weights.amax(dim=1).cpu()
         return [row.to_sparse() for row in pooled]
 
-    def batch(self, texts: Sequence[str], max_text_tokens: int, device: torch.device, side: str = "passage"
+    def batch(self, texts: Sequence[str], max_text_tokens: int, device: torch.device, side: str = "document"
               ) -> torch.Tensor:
         return torch.stack([t.to_dense() for t in self.targets(texts, max_text_tokens)]).to(device)
 
@@ -104,10 +104,10 @@ class Bm25Teacher:
     ``tf (k1 + 1) / (tf + k1 (1 - b + b len / avglen))``; a query's target is the token's idf (scaled by
     ``query_scale``). Their dot product is BM25 over word pieces. Statistics (document frequencies, average
     length) come from ``corpus`` as the student reads it: its tokenizer, its content filter, truncated to
-    ``max_passage_length`` text tokens. No model and no judgements are involved.
+    ``max_document_length`` text tokens. No model and no judgements are involved.
     """
 
-    def __init__(self, corpus: Sequence[str], tokenizer, content_filter, vocab_size: int, max_passage_length: int,
+    def __init__(self, corpus: Sequence[str], tokenizer, content_filter, vocab_size: int, max_document_length: int,
                  k1: float = 0.9, b: float = 0.4, query_scale: float = 0.25) -> None:
         self.tokenizer = tokenizer
         self.content = content_filter
@@ -117,7 +117,7 @@ class Bm25Teacher:
         counts = torch.zeros(vocab_size, dtype=torch.float64)
         lengths = []
         for start in range(0, len(corpus), 256):
-            for ids in self._content_ids(list(corpus[start:start + 256]), max_passage_length):
+            for ids in self._content_ids(list(corpus[start:start + 256]), max_document_length):
                 lengths.append(len(ids))
                 if ids:
                     counts[torch.tensor(sorted(set(ids)))] += 1
@@ -134,7 +134,7 @@ class Bm25Teacher:
             out.append([i for i in ids if i in allowed])
         return out
 
-    def batch(self, texts: Sequence[str], max_text_tokens: int, device: torch.device, side: str = "passage"
+    def batch(self, texts: Sequence[str], max_text_tokens: int, device: torch.device, side: str = "document"
               ) -> torch.Tensor:
         target = torch.zeros(len(texts), self.vocab_size)
         for row, ids in enumerate(self._content_ids(list(texts), max_text_tokens)):

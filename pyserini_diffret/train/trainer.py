@@ -48,8 +48,8 @@ class TrainConfig:
     k_query: int = 4
     k_doc: int = 16
     max_query_length: int = 32
-    max_passage_length: int = 156
-    top_k: int = 256
+    max_document_length: int = 156
+    terms_per_slot: int = 256
     prompts: str = "paper"  # "paper", "compact", or a JSON file of prompts
     batch_size: int = 16  # queries per step
     hard_negatives: int = 15  # per query per step
@@ -85,13 +85,13 @@ class TrainConfig:
 
     # Settings that must match for a checkpoint to be resumed.
     _RESUME_KEYS = ("model", "data", "qrels", "corpus", "backbone", "k_query", "k_doc", "max_query_length",
-                    "max_passage_length", "prompts", "batch_size", "hard_negatives", "mine_negatives",
+                    "max_document_length", "prompts", "batch_size", "hard_negatives", "mine_negatives",
                     "mine_depth", "epochs", "max_steps", "learning_rate", "warmup_ratio", "weight_decay",
                     "temperature", "sparse_weight", "lora", "lora_r", "lora_alpha", "lora_dropout", "precision",
                     "seed", "dense_teacher", "sparse_teacher", "distill_steps", "distill_weight")
 
     def validate(self) -> None:
-        for name in ("k_query", "k_doc", "max_query_length", "max_passage_length", "top_k", "batch_size"):
+        for name in ("k_query", "k_doc", "max_query_length", "max_document_length", "terms_per_slot", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if self.hard_negatives < 0:
@@ -257,8 +257,8 @@ def train(config: TrainConfig, callback: Callable[[int, dict[str, float]], None]
         else base_config.prompts
     retriever_config = RetrieverConfig(
         backbone=backbone_name, k_query=config.k_query, k_doc=config.k_doc,
-        max_query_length=config.max_query_length, max_passage_length=config.max_passage_length,
-        top_k=config.top_k, stop_truncation=False, fine_tuned=True, prompts=prompts,
+        max_query_length=config.max_query_length, max_document_length=config.max_document_length,
+        terms_per_slot=config.terms_per_slot, stop_truncation=False, fine_tuned=True, prompts=prompts,
         mask_token=base_config.mask_token if base_config else None,
         logit_shift=base_config.logit_shift if base_config else 0, source=str(config.model),
     )
@@ -276,7 +276,7 @@ def train(config: TrainConfig, callback: Callable[[int, dict[str, float]], None]
     sparse_teacher = None
     if config.sparse_teacher == "bm25":
         texts = list(corpus.values()) if corpus else sorted({p for e in examples for p in e.positives + e.negatives})
-        sparse_teacher = Bm25Teacher(texts, tokenizer, content, adapter.vocab_size, config.max_passage_length)
+        sparse_teacher = Bm25Teacher(texts, tokenizer, content, adapter.vocab_size, config.max_document_length)
     elif config.sparse_teacher:
         sparse_teacher = SparseTeacher(config.sparse_teacher, device)
         check_vocabularies(tokenizer, sparse_teacher)
@@ -382,7 +382,7 @@ def _train_step(adapter, builder, content, tail, retriever_config: RetrieverConf
                 autocast, device) -> dict[str, float]:
     kq, kp = retriever_config.k_query, retriever_config.k_doc
     q_batch = builder.build(queries, "query", kq)
-    p_batch = builder.build(passages, "passage", kp)
+    p_batch = builder.build(passages, "document", kp)
     with autocast:
         q_hidden, q_logits = adapter.slot_states(*_to(q_batch, device), torch.arange(kq, device=device), tail)
         p_hidden, p_logits = adapter.slot_states(*_to(p_batch, device), torch.arange(kp, device=device), tail)
@@ -405,12 +405,12 @@ def _train_step(adapter, builder, content, tail, retriever_config: RetrieverConf
     if distill_scale > 0:
         if dense_teacher is not None:
             term = (losses.slot_distillation(q_hidden, dense_teacher.batch(queries, config.max_query_length, device))
-                    + losses.slot_distillation(p_hidden, dense_teacher.batch(passages, config.max_passage_length, device)))
+                    + losses.slot_distillation(p_hidden, dense_teacher.batch(passages, config.max_document_length, device)))
             total = total + distill_scale * term
             record["distill_dense"] = term.item()
         if sparse_teacher is not None:
             q_target = sparse_teacher.batch(queries, config.max_query_length, device, side="query")
-            p_target = sparse_teacher.batch(passages, config.max_passage_length, device, side="passage")
+            p_target = sparse_teacher.batch(passages, config.max_document_length, device, side="document")
             term = (losses.weight_distillation(q_weights, q_target, q_mask)
                     + losses.weight_distillation(p_weights, p_target, p_mask))
             total = total + distill_scale * term

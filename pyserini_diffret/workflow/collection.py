@@ -12,7 +12,7 @@ sorted name order):
 - Counted handling, not errors: a requested field missing from a record (or null) is read as empty
   (``missing fields``); a record whose fields are all empty is encoded as the empty text (a valid,
   empty sparse vector and a dense vector; ``empty texts``); a text longer than ``max_chars`` characters is
-  cut there before encoding (``clipped``; only the first ``max_passage_length`` tokens are encoded anyway).
+  cut there before encoding (``clipped``; only the first ``max_document_length`` tokens are encoded anyway).
 
 Fields: with ``fields=None`` each record gives ``title`` (optional) and ``text`` (or, Pyserini's layout,
 ``contents``). With explicit fields (Pyserini's ``--fields title text``) the ``title`` field becomes the

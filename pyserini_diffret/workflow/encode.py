@@ -256,7 +256,7 @@ def _parsers() -> dict[str, argparse.ArgumentParser]:
     p.add_argument("--fields", nargs="+", default=None, help="fields to encode (leave out 'title' to ignore titles)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--chunk-size", type=int, default=None, help="documents per checkpoint (default 8 batches)")
-    p.add_argument("--max-length", type=int, default=None, help="passage text tokens (default: the model's)")
+    p.add_argument("--max-length", type=int, default=None, help="document text tokens (default: the model's)")
     p.add_argument("--dimension", type=int, default=None, help="checked against the model's vector size")
     p.add_argument("--device", default="cpu")
     p.add_argument("--fp16", action="store_true", help="accepted and ignored (the model's dtype is used)")
@@ -320,11 +320,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         model = shared_model(enc.encoder, enc.device, batch_size=enc.batch_size)
         if enc.max_length is not None:
-            model.set_lengths(passage=enc.max_length)
+            model.set_lengths(document=enc.max_length)
         if enc.dimension is not None and enc.dimension != model.hidden_size:
             raise ValueError(f"--dimension {enc.dimension} does not match the model's vector size {model.hidden_size}")
         print(f"model {model.source}: {model.config.backbone}, hidden {model.hidden_size}, K_doc {model.k_doc}, "
-              f"passage length {model.config.max_passage_length} tokens", file=sys.stderr)
+              f"passage length {model.config.max_document_length} tokens", file=sys.stderr)
         result = encode_corpus(
             inp.corpus, out.embeddings, model, fields=fields, use_titles=use_titles, docid_field=inp.docid_field,
             delimiter=inp.delimiter.replace("\\n", "\n"), shard_id=inp.shard_id, shard_num=inp.shard_num,

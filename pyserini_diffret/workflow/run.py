@@ -140,9 +140,9 @@ def run_pipeline(inputs: Inputs, output: str | os.PathLike, model_name: str = "d
 
     model = shared_model(model_name, device, batch_size=batch_size)
     if max_length is not None:
-        model.set_lengths(passage=max_length)
+        model.set_lengths(document=max_length)
     log(f"model: {model.source} ({model.config.backbone}, hidden {model.hidden_size}, K_q {model.k_query}, "
-        f"K_p {model.k_doc}, passage {model.config.max_passage_length} tokens, device {device})")
+        f"K_p {model.k_doc}, passage {model.config.max_document_length} tokens, device {device})")
     lap("load model")
     encoded = output / "encoded"
     result: EncodeResult = encode_corpus(inputs.corpus, encoded, model, batch_size=batch_size, progress=progress,
@@ -261,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", default="diffret", help="'diffret' (embedded default) or a model folder")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-length", type=int, default=None, help="passage text tokens (default: the model's)")
+    parser.add_argument("--max-length", type=int, default=None, help="document text tokens (default: the model's)")
     parser.add_argument("--hits", type=int, default=1000)
     parser.add_argument("--alpha", type=float, default=0.5, help="hybrid weight of the dense run (paper: 0.5)")
     parser.add_argument("--candidates", type=int, default=1000, help="MaxSim candidate slots per query slot")

@@ -10,7 +10,7 @@ TEXTS = ["short", "a much longer text about aspirin and the heart of the matter"
 @pytest.mark.parametrize("name", ["mlm", "dream", "llada"])
 def test_slots_sit_before_the_tail_under_left_padding(tiny_models, name):
     model = tiny_models[name]
-    for side, k in (("query", model.k_query), ("passage", model.k_doc)):
+    for side, k in (("query", model.k_query), ("document", model.k_doc)):
         batch = model.prompts.build(TEXTS, side, k)
         tail = list(model.layout.tail_ids)
         start = batch.slot_start
@@ -39,7 +39,7 @@ def test_chat_prompt_has_paper_wording(tiny_models):
     assert "You are an AI assistant that can understand human language." in few
     assert 'Query: "x". Use a few words to represent the query in a retrieval task.' in few
     assert few.endswith('The words are: "' + "<|mask|>" * 4 + '"<|im_end|><|endoftext|>')
-    one = model.tokenizer.decode(model.prompts.build(["x"], "passage", 1).input_ids[0])
+    one = model.tokenizer.decode(model.prompts.build(["x"], "document", 1).input_ids[0])
     assert 'Passage: "x". Use one word to represent the passage' in one and "Make sure your word is in lowercase." in one
     assert 'The word is: "<|mask|>"' in one
 
@@ -47,7 +47,7 @@ def test_chat_prompt_has_paper_wording(tiny_models):
 def test_truncation_respects_per_side_limits(tiny_models):
     model = tiny_models["mlm"]
     long_text = " ".join(["aspirin heart attack"] * 200)
-    for side in ("query", "passage"):
+    for side in ("query", "document"):
         limit = model.prompts.max_text_length(side)
         (ids,) = model.prompts.tokenize_texts([long_text], side)
         assert len(ids) == limit

@@ -40,21 +40,21 @@ def test_max_length_from_pyserini_calls(loaded_model):
     from pyserini_diffret.encoders import DiffRetDocumentEncoder
 
     encoder = DiffRetDocumentEncoder("unused", model=loaded_model)
-    configured = loaded_model.config.max_passage_length
+    configured = loaded_model.config.max_document_length
     long_text = ["aspirin heart attack risk " * 40]
     try:
         short = encoder.encode(texts=long_text, max_length=4, representation="dense")
-        assert loaded_model.config.max_passage_length == 4
+        assert loaded_model.config.max_document_length == 4
         encoder.set_max_length(configured)
         encoder.ignore_call_max_length = True  # what the CLI hook does when --max-length was not given
         full = encoder.encode(texts=long_text, max_length=256, representation="dense")
-        assert loaded_model.config.max_passage_length == configured
+        assert loaded_model.config.max_document_length == configured
         assert not np.allclose(short, full)
         with pytest.raises(ValueError, match="positions"):
             encoder.set_max_length(10_000)
-        assert loaded_model.config.max_passage_length == configured
+        assert loaded_model.config.max_document_length == configured
     finally:
-        loaded_model.config.max_passage_length = configured
+        loaded_model.config.max_document_length = configured
 
 
 def test_query_encoders_share_model_and_pass(model_dir):

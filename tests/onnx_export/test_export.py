@@ -59,7 +59,7 @@ def test_folder_is_self_contained_and_recorded(onnx_dirs, tiny_models, name):
     assert record["precision"] == "fp32" and record["opset"] >= 18 and record["attention"] == "fused"
     assert record["layout"]["mask_id"] == torch_model.layout.mask_id
     assert tuple(record["layout"]["tail_ids"]) == torch_model.layout.tail_ids
-    assert record["top_k"] == torch_model.config.top_k
+    assert record["terms_per_slot"] == torch_model.config.terms_per_slot
     assert set(record["versions"]) >= {"torch", "transformers", "onnx", "onnxruntime", "pyserini_diffret"}
     assert record["graph_bytes"] == (folder / GRAPH_NAME).stat().st_size
     assert (folder / "tokenizer_config.json").is_file()
@@ -112,12 +112,12 @@ def test_export_is_deterministic(tiny_model_dirs, onnx_dirs, tmp_path):
 
 
 def test_config_options_are_recorded(tiny_model_dirs, tmp_path):
-    out = export_model(tiny_model_dirs["mlm"], tmp_path / "opts", backbone="mlm", k_query=2, k_doc=6, top_k=16,
-                       max_passage_length=40)
+    out = export_model(tiny_model_dirs["mlm"], tmp_path / "opts", backbone="mlm", k_query=2, k_doc=6, terms_per_slot=16,
+                       max_document_length=40)
     config = RetrieverConfig.load(out)
-    assert (config.k_query, config.k_doc, config.top_k, config.max_passage_length) == (2, 6, 16, 40)
-    assert config.extra[RECORD_KEY]["top_k"] == 16
-    reference = load_model(tiny_model_dirs["mlm"], backbone="mlm", k_query=2, k_doc=6, top_k=16, max_passage_length=40)
+    assert (config.k_query, config.k_doc, config.terms_per_slot, config.max_document_length) == (2, 6, 16, 40)
+    assert config.extra[RECORD_KEY]["terms_per_slot"] == 16
+    reference = load_model(tiny_model_dirs["mlm"], backbone="mlm", k_query=2, k_doc=6, terms_per_slot=16, max_document_length=40)
     assert compare_models(load_model(out), reference).passed
 
 

@@ -99,13 +99,13 @@ def test_cuda_without_cuda_is_a_clear_error(onnx_dirs):
 
 
 def test_settings_built_into_the_graph_cannot_be_overridden(onnx_dirs):
-    with pytest.raises(ValueError, match="top_k=128 is built into the exported graph"):
-        load_model(onnx_dirs["mlm"], top_k=64)
+    with pytest.raises(ValueError, match="terms_per_slot=128 is built into the exported graph"):
+        load_model(onnx_dirs["mlm"], terms_per_slot=64)
     with pytest.raises(ValueError, match="logit_shift=0 is built into the exported graph"):
         load_model(onnx_dirs["dream"], logit_shift=1)
     positions = load_model(onnx_dirs["mlm"]).config.extra["onnx"]["max_positions"]
     with pytest.raises(ValueError, match=f"the model has {positions} positions"):
-        load_model(onnx_dirs["mlm"], max_passage_length=positions)
+        load_model(onnx_dirs["mlm"], max_document_length=positions)
     with pytest.raises(TypeError):
         load_model(onnx_dirs["mlm"], dtype="float16")
 
@@ -115,13 +115,13 @@ def test_lengths_past_the_position_table_fail_before_onnxruntime(onnx_dirs, monk
     out-of-range GatherElements index)."""
     model = load_model(onnx_dirs["mlm"])
     positions = model.spec.max_positions
-    configured = model.config.max_passage_length
-    with pytest.raises(ValueError, match=f"the model has {positions} positions; lower max_passage_length"):
-        model.set_lengths(passage=10_000)
-    assert model.config.max_passage_length == configured  # refused, so unchanged
-    model.set_lengths(passage=configured + 1)  # within the table: taken
-    assert model.config.max_passage_length == configured + 1
-    model.config.max_passage_length = 10_000  # set directly: still caught before the graph runs
+    configured = model.config.max_document_length
+    with pytest.raises(ValueError, match=f"the model has {positions} positions; lower max_document_length"):
+        model.set_lengths(document=10_000)
+    assert model.config.max_document_length == configured  # refused, so unchanged
+    model.set_lengths(document=configured + 1)  # within the table: taken
+    assert model.config.max_document_length == configured + 1
+    model.config.max_document_length = 10_000  # set directly: still caught before the graph runs
     monkeypatch.setattr(model.runtime, "run", lambda *args: pytest.fail("the runtime was called"))
     with pytest.raises(ValueError, match=f"{positions} positions"):
         model.encode_documents(["a very long text " * 3000])

@@ -20,6 +20,6 @@ def test_bm25_mining_never_returns_a_positive(toy_beir, tmp_path):
 def test_training_from_a_beir_folder_mines_negatives(tiny_model_dirs, toy_beir, tmp_path):
     result = train(TrainConfig(model=str(tiny_model_dirs["mlm"]), output=str(tmp_path / "out"), data=str(toy_beir),
                                backbone="mlm", batch_size=4, hard_negatives=2, mine_depth=10, k_query=2, k_doc=2,
-                               max_passage_length=24, max_query_length=12, max_steps=2, progress=False))
+                               max_document_length=24, max_query_length=12, max_steps=2, progress=False))
     assert len(result.losses) == 2
     assert any((tmp_path / "out" / "bm25-index").iterdir())

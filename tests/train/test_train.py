@@ -15,7 +15,7 @@ from pyserini_diffret.train.__main__ import main as train_main
 
 def _config(model, output, data, **overrides) -> TrainConfig:
     settings = dict(model=str(model), output=str(output), data=str(data), backbone="mlm", batch_size=4,
-                    hard_negatives=1, k_query=2, k_doc=4, max_passage_length=24, max_query_length=12,
+                    hard_negatives=1, k_query=2, k_doc=4, max_document_length=24, max_query_length=12,
                     learning_rate=3e-3, warmup_ratio=0.0, progress=False, threads=1)
     settings.update(overrides)
     return TrainConfig(**settings)
@@ -43,8 +43,8 @@ def test_output_is_a_fine_tuned_encoder_folder(tiny_model_dirs, toy_jsonl, tmp_p
     train(_config(tiny_model_dirs["mlm"], out, toy_jsonl, max_steps=2, k_query=3, k_doc=5))
     config = RetrieverConfig.load(out)
     assert config.fine_tuned and not config.stop_truncation
-    assert (config.k_query, config.k_doc, config.top_k) == (3, 5, 256)
-    assert (config.max_query_length, config.max_passage_length) == (12, 24)
+    assert (config.k_query, config.k_doc, config.terms_per_slot) == (3, 5, 256)
+    assert (config.max_query_length, config.max_document_length) == (12, 24)
     assert config.extra["training"]["steps"] == 2
     model = load_model(out)  # no backbone flag needed
     reps = model.encode_queries(["fox dog"])
@@ -186,7 +186,7 @@ def test_bm25_teacher_targets_are_bm25_over_word_pieces(tiny_model_dirs):
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dirs["mlm"]))
     content = ContentFilter(tokenizer, len(tokenizer))
     corpus = ["fox fox dog", "dog cell", "cell wing"]
-    teacher = Bm25Teacher(corpus, tokenizer, content, len(tokenizer), max_passage_length=32, k1=0.9, b=0.0)
+    teacher = Bm25Teacher(corpus, tokenizer, content, len(tokenizer), max_document_length=32, k1=0.9, b=0.0)
     fox = tokenizer.convert_tokens_to_ids("fox")
     query = teacher.batch(["fox"], 8, torch.device("cpu"), side="query")
     doc = teacher.batch(["fox fox dog"], 32, torch.device("cpu"))

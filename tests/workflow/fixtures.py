@@ -31,7 +31,7 @@ def _build_model(root: Path) -> Path:
     from tests.tiny_models import make_mlm
 
     folder = make_mlm(root / "tiny-diffret-mlm")
-    RetrieverConfig.zero_shot("mlm", max_passage_length=64).save(folder)
+    RetrieverConfig.zero_shot("mlm", max_document_length=64).save(folder)
     return folder
 
 
