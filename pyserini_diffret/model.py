@@ -81,10 +81,10 @@ class DiffRetriever:
     def k_doc(self) -> int:
         return self.config.k_doc
 
-    def set_lengths(self, query: int | None = None, passage: int | None = None) -> None:
-        """Text tokens kept per query / passage from now on; a clear error (and no change) when the model
+    def set_lengths(self, query: int | None = None, document: int | None = None) -> None:
+        """Text tokens kept per query / document from now on; a clear error (and no change) when the model
         cannot take them."""
-        wanted = {name: value for name, value in (("max_query_length", query), ("max_document_length", passage))
+        wanted = {name: value for name, value in (("max_query_length", query), ("max_document_length", document))
                   if value is not None}
         for name, value in wanted.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -118,7 +118,7 @@ class DiffRetriever:
         return [join_title(title, text, self.config.title_separator) for title, text in zip(titles, texts)]
 
     def encode(self, texts: Sequence[str], side: str, batch_size: int | None = None) -> Representations:
-        """Encode ``texts`` as queries or passages (``side``), in length-sorted batches."""
+        """Encode ``texts`` as queries or documents (``side``), in length-sorted batches."""
         if side not in SIDES:
             raise ValueError(f"side must be one of {SIDES}, got {side!r}")
         texts = _check_texts(texts, "texts")

@@ -31,7 +31,7 @@ import re
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pyserini_diffret.integration.module_hooks import after_import, rewrite_source
 
@@ -73,6 +73,31 @@ def class_hint(encoder: Any, encoder_class: str | None) -> str | None:
     if encoder_class is None and encoder is not None and is_diffret_folder(encoder):
         return KEY
     return encoder_class
+
+
+def device_for(encoder: Any, encoder_class: str | None, requested: Any, resolved: str) -> str:
+    """The device for our encoder after Pyserini's ``resolve_device``, which asks torch about CUDA.
+
+    An exported (ONNX) model runs on CUDA with onnxruntime-gpu even beside a CPU-only torch: where Pyserini
+    fell back to CPU only because torch sees no CUDA, the requested device is given back when onnxruntime
+    can use it. Every other encoder, and every other case, keeps Pyserini's choice.
+    """
+    ours = encoder_class == KEY or (encoder_class is None and is_diffret_name(encoder))
+    asked = str(requested or "cpu").strip().lower()
+    if not ours or resolved != "cpu" or asked == "cpu":
+        return resolved
+    from pyserini_diffret.model import read_settings  # noqa: PLC0415
+    from pyserini_diffret.registry import resolve_model  # noqa: PLC0415
+    from pyserini_diffret.runtimes.onnx_runtime import OnnxRuntime  # noqa: PLC0415
+
+    try:
+        if read_settings(resolve_model(encoder)).runtime != "onnx":
+            return resolved
+        device = OnnxRuntime.check_device(asked)
+    except (OSError, ValueError, RuntimeError):
+        return resolved
+    print(f"pyserini-diffret: {encoder} runs on {device} with onnxruntime's CUDA provider", file=sys.stderr)
+    return device
 
 
 class _LazyClass:
@@ -173,7 +198,12 @@ def patch_faiss_searcher(module) -> None:
 
 # -- source rewrites (for code under ``if __name__ == "__main__":``) ----------------------------------
 _CHOICES = re.compile(r"""(add_argument\(\s*['"]--encoder-class['"][^)]*?choices\s*=\s*\[)""")
-_RESOLVE_DEVICE = re.compile(r"^(    device = resolve_device\(device, backend='torch'\))$", re.MULTILINE)
+_RESOLVE_DEVICE = re.compile(r"^(    )(device = resolve_device\(device, backend='torch'\))$", re.MULTILINE)
+# After Pyserini resolves --device with torch: pick our class for a model folder, and give our ONNX models
+# back the device that onnxruntime (not torch) can reach.
+_AFTER_RESOLVE_DEVICE = (rf"\1_diffret_requested_device = device; \2; encoder_class = {_MARK}.class_hint(encoder, "
+                         rf"encoder_class); device = {_MARK}.device_for(encoder, encoder_class, _diffret_requested_device, "
+                         "device)")
 _INIT_ENCODER = re.compile(r"^([ \t]*encoder = init_encoder\(.*\))[ \t]*$", re.MULTILINE)
 _MIN_IDF = re.compile(r"""(add_argument\(\s*['"]--min-idf['"],\s*type=int,\s*)default=0\b""")
 
@@ -194,8 +224,7 @@ def rewrite_encode_main(source: str) -> str:
     module = "pyserini.encode.__main__"
     source = _with_import(source, module)
     source = _sub(_CHOICES, r'\1"diffret", ', source, module, "--encoder-class choices")
-    source = _sub(_RESOLVE_DEVICE, rf"\1; encoder_class = {_MARK}.class_hint(encoder, encoder_class)",
-                  source, module, "init_encoder")
+    source = _sub(_RESOLVE_DEVICE, _AFTER_RESOLVE_DEVICE, source, module, "init_encoder")
     return _sub(_INIT_ENCODER,
                 rf'\1; {_MARK}.configure_document_encoder(encoder, args, globals().get("encoder_parser"))',
                 source, module, "encoder = init_encoder(...)")
@@ -205,8 +234,7 @@ def rewrite_faiss_main(source: str) -> str:
     module = "pyserini.search.faiss.__main__"
     source = _with_import(source, module)
     source = _sub(_CHOICES, r'\1"diffret", ', source, module, "--encoder-class choices")
-    return _sub(_RESOLVE_DEVICE, rf"\1; encoder_class = {_MARK}.class_hint(encoder, encoder_class)",
-                source, module, "init_query_encoder")
+    return _sub(_RESOLVE_DEVICE, _AFTER_RESOLVE_DEVICE, source, module, "init_query_encoder")
 
 
 def rewrite_lucene_main(source: str) -> str:
@@ -280,7 +308,3 @@ def register() -> None:
     rewrite_source("pyserini.encode.__main__", rewrite_encode_main)
     rewrite_source("pyserini.search.faiss.__main__", rewrite_faiss_main)
     rewrite_source("pyserini.search.lucene.__main__", rewrite_lucene_main)
-
-
-def patched(function: Callable) -> bool:  # for tests and diagnostics
-    return bool(getattr(function, "__diffret__", False))

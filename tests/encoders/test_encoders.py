@@ -106,6 +106,18 @@ def test_onnx_on_cuda_asks_onnxruntime_not_torch(monkeypatch):
                         lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     assert OnnxRuntime.check_device("cuda") == "cuda:0"
     assert OnnxRuntime.check_device("CUDA:1") == "cuda:1"
+    # Pyserini's commands resolve --device with torch first (CPU torch: "cpu"); our ONNX model gets it back.
+    assert registration.device_for("diffret", None, "cuda", "cpu") == "cuda:0"
+    assert registration.device_for("diffret", None, "cpu", "cpu") == "cpu"
+    assert registration.device_for("bert-base-uncased", None, "cuda", "cpu") == "cpu"  # not ours: Pyserini's choice
+
+
+def test_torch_models_keep_pyserinis_device_fallback(plain_model_dir, monkeypatch):
+    import onnxruntime
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert registration.device_for(str(plain_model_dir), "diffret", "cuda:0", "cpu") == "cpu"
 
 
 def test_class_maps_put_diffret_first_and_build_lazily(model_dir):
