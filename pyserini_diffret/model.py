@@ -138,7 +138,7 @@ class DiffRetriever:
     def _encode_batch(self, texts: list[str], side: str, k: int) -> Representations:
         batch = self.prompts.build(texts, side, k)
         vectors, weights = self.runtime.run(batch, self.content.mask(texts), self.config.stop_truncation)
-        ids, impacts = quantise(weights, self.config.scale)
+        ids, impacts = quantise(weights, self.config.scale, self.config.quantisation)
         return Representations(single_vectors(vectors), vectors, ids, impacts, self.vocabulary)
 
 

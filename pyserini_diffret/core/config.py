@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,25 +30,48 @@ class PromptTexts:
     assistant_prefix: str
 
 
-def paper_prompts(noun: str, label: str) -> dict[str, PromptTexts]:
-    """The paper's prompts for one side, ``one`` (K = 1) and ``few`` (K > 1): ``Query: "..."`` / ``the query``,
-    ``Passage: "..."`` / ``the passage`` (the paper's words for a document)."""
-    return {
-        "one": PromptTexts(
-            system=SYSTEM_PROMPT,
-            user_prefix=f'{label}: "',
-            user_suffix=f'". Use one word to represent the {noun} in a retrieval task. '
-            "Make sure your word is in lowercase.",
-            assistant_prefix='The word is: "',
-        ),
-        "few": PromptTexts(
-            system=SYSTEM_PROMPT,
-            user_prefix=f'{label}: "',
-            user_suffix=f'". Use a few words to represent the {noun} in a retrieval task. '
-            "Make sure your words are in lowercase.",
-            assistant_prefix='The words are: "',
-        ),
-    }
+# The reference's prompt files (prompts/default/{query,passage}_prompt_{few,one,three}.yaml), as data.
+_PAPER_WORDS = {
+    "few": ("Use a few words to represent the {noun} in a retrieval task. Make sure your words are in lowercase.",
+            'The words are: "'),
+    "one": ("Use one word to represent the {noun} in a retrieval task. Make sure your word is in lowercase.",
+            'The word is: "'),
+    "three": ("Use three words to represent the {noun} in a retrieval task. Make sure your words are in lowercase "
+              "and split them by space.", 'The words are: "'),
+}
+PROMPT_VARIANTS = tuple(_PAPER_WORDS)
+_NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+
+
+def paper_prompt(noun: str, label: str, variant: str = "few") -> PromptTexts:
+    """The paper's prompt for one side: ``Query: "..."`` / ``the query``, ``Passage: "..."`` / ``the passage``
+    (the paper's words for a document)."""
+    if variant not in _PAPER_WORDS:
+        raise ValueError(f"prompt variant must be one of {', '.join(PROMPT_VARIANTS)}, got {variant!r}")
+    instruction, assistant_prefix = _PAPER_WORDS[variant]
+    return PromptTexts(system=SYSTEM_PROMPT, user_prefix=f'{label}: "',
+                       user_suffix='". ' + instruction.format(noun=noun), assistant_prefix=assistant_prefix)
+
+
+def paper_prompts(variant: str = "few") -> dict[str, dict[str, PromptTexts]]:
+    """The paper's prompts for both sides, the same words at every K (the reference's launcher uses ``few``
+    at every K; ``one`` and ``three`` have their number words rewritten for K, ``prompt_for_k``)."""
+    sides = {"query": paper_prompt("query", "Query", variant), "document": paper_prompt("passage", "Passage", variant)}
+    return {side: {"one": texts, "few": texts} for side, texts in sides.items()}
+
+
+def prompt_for_k(texts: PromptTexts, k: int) -> PromptTexts:
+    """The words adapted to K slots, as the reference adapts its prompt files: for K > 1 a number word before
+    "word(s)" becomes K's ("one word" -> "four words"; digits past ten) and "word is" becomes "words are"."""
+    if k <= 1:
+        return texts
+    count = _NUMBER_WORDS[k - 1] if k <= len(_NUMBER_WORDS) else str(k)
+    number = re.compile(r"\b(?:" + "|".join(_NUMBER_WORDS) + r")\b\s+words?\b")
+
+    def adapt(text: str) -> str:
+        return re.sub(r"\bword is\b", "words are", number.sub(f"{count} words", text)) if text else text
+
+    return PromptTexts(texts.system, adapt(texts.user_prefix), adapt(texts.user_suffix), adapt(texts.assistant_prefix))
 
 
 def renamed_settings(options: dict[str, Any]) -> dict[str, Any]:
@@ -65,11 +89,7 @@ def compact_prompts() -> dict[str, dict[str, PromptTexts]]:
     return {"query": side("query"), "document": side("passage")}
 
 
-def _default_prompts() -> dict[str, dict[str, PromptTexts]]:
-    return {"query": paper_prompts("query", "Query"), "document": paper_prompts("passage", "Passage")}
-
-
-PROMPT_SETS = {"paper": _default_prompts, "compact": compact_prompts}
+PROMPT_SETS = {"paper": paper_prompts, "compact": compact_prompts}
 
 
 def prompt_set(name_or_file: str) -> dict[str, dict[str, PromptTexts]]:
@@ -92,15 +112,20 @@ class RetrieverConfig:
     backbone: str
     k_query: int = 4
     k_doc: int = 16
-    max_query_length: int = 32  # text tokens, prompt excluded
-    max_document_length: int = 156
+    max_query_length: int | None = 32  # text tokens, prompt excluded; None: what sequence_budget leaves
+    max_document_length: int | None = 156
+    # The reference's --max_length: prompt frame + text tokens per sequence (the K slots and the tail come on
+    # top); the text keeps what the frame leaves. Used for a side whose max_*_length is None.
+    sequence_budget: int | None = None
     terms_per_slot: int = 256  # term weights kept per slot
-    scale: float = 100.0  # impact quantisation: round(w * scale)
+    scale: float = 100.0  # impact quantisation: w * scale, rounded or truncated (``quantisation``)
+    quantisation: str = "round"  # "round" (the reference's fine-tuned encode) or "truncate" (its zero-shot read-out)
+    split_special_tokens: bool = True  # special-token strings in user text stay plain text (False: the reference)
     stop_truncation: bool = False  # zero slots from the first one whose argmax is a special token
     logit_shift: int = 0  # 1: read a slot's logits one position earlier (Dream's own decoding convention)
     title_separator: str = ". "
     fine_tuned: bool = True
-    prompts: dict[str, dict[str, PromptTexts]] = field(default_factory=_default_prompts)
+    prompts: dict[str, dict[str, PromptTexts]] = field(default_factory=paper_prompts)
     mask_token: str | None = None  # None: the tokenizer's own mask token
     source: str = ""
     # Filled in by exports: the graph needs no source model, so these are recorded.
@@ -110,16 +135,23 @@ class RetrieverConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def zero_shot(cls, backbone: str, **overrides: Any) -> "RetrieverConfig":
-        """Defaults for an off-the-shelf backbone (the paper's zero-shot set-up)."""
+    def zero_shot(cls, backbone: str, prompt_variant: str = "few", **overrides: Any) -> "RetrieverConfig":
+        """Defaults for an off-the-shelf backbone: the reference's zero-shot set-up (its encode launcher's
+        256-token budget, the ``few`` prompt at every K, top-128 terms per slot, truncated impacts, stop-token
+        truncation for instruction models), with the paper's chosen K."""
         instruction = backbone in {"dream", "llada", "ar"}
         settings: dict[str, Any] = dict(
             backbone=backbone,
             k_query=4,
             k_doc=16 if backbone == "dream" else 4,
+            max_query_length=None,
+            max_document_length=None,
+            sequence_budget=256,
             terms_per_slot=128,
+            quantisation="truncate",
             stop_truncation=instruction,
             fine_tuned=False,
+            prompts=paper_prompts(prompt_variant),
         )
         settings.update(overrides)
         return cls(**settings)
@@ -129,7 +161,8 @@ class RetrieverConfig:
         return self.k_query if side == "query" else self.k_doc
 
     def prompt(self, side: str, k: int) -> PromptTexts:
-        return self.prompts[side]["one" if k == 1 else "few"]
+        """The words around a ``side`` text with ``k`` slots (number words adapted to K)."""
+        return prompt_for_k(self.prompts[side]["one" if k == 1 else "few"], k)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -176,9 +209,15 @@ class RetrieverConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        for name in ("max_query_length", "max_document_length", "terms_per_slot"):
+        for name in ("max_query_length", "max_document_length", "sequence_budget", "terms_per_slot"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            optional = name != "terms_per_slot"
+            if not (optional and value is None) and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be an integer >= 1{' or None' if optional else ''}, got {value!r}")
+        for name in ("max_query_length", "max_document_length"):
+            if getattr(self, name) is None and self.sequence_budget is None:
+                raise ValueError(f"{name} is None and there is no sequence_budget: the text length is undefined")
+        if self.quantisation not in ("round", "truncate"):
+            raise ValueError(f"quantisation must be 'round' or 'truncate', got {self.quantisation!r}")
         if self.logit_shift not in (0, 1):
             raise ValueError(f"logit_shift must be 0 or 1, got {self.logit_shift!r}")

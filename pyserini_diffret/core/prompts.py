@@ -48,19 +48,28 @@ class PromptBuilder:
         self.tokenizer = tokenizer
         self.config = config
         self.layout = layout
-        self._frames: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
+        self._frames: dict[tuple[str, int], tuple[list[int], list[int]]] = {}
 
-    def max_text_length(self, side: str) -> int:
-        return self.config.max_query_length if side == "query" else self.config.max_document_length
+    def max_text_length(self, side: str, k: int) -> int:
+        """Text tokens kept for ``side``: its ``max_*_length``, or what ``sequence_budget`` leaves beside the
+        prompt frame (the reference's rule; the slots and the tail come on top)."""
+        explicit = self.config.max_query_length if side == "query" else self.config.max_document_length
+        if explicit is not None:
+            return explicit
+        before, after = self.frame(side, k)
+        left = self.config.sequence_budget - len(before) - len(after)
+        if left < 1:
+            raise ValueError(f"the {side} prompt takes {len(before) + len(after)} tokens: no room for text in a "
+                             f"sequence_budget of {self.config.sequence_budget}")
+        return left
 
     def frame(self, side: str, k: int) -> tuple[list[int], list[int]]:
         """Token ids before and after the text for ``side`` with ``k`` slots (cached)."""
         if side not in SIDES:
             raise ValueError(f"side must be one of {SIDES}, got {side!r}")
-        texts = self.config.prompt(side, k)
-        key = (side, "one" if k == 1 else "few")
+        key = (side, k)
         if key not in self._frames:
-            self._frames[key] = self._render(texts)
+            self._frames[key] = self._render(self.config.prompt(side, k))
         return self._frames[key]
 
     def _render(self, texts: PromptTexts) -> tuple[list[int], list[int]]:
@@ -68,10 +77,8 @@ class PromptBuilder:
         if self.layout.chat_template:
             if not getattr(self.tokenizer, "chat_template", None):
                 raise ValueError("this backbone needs a tokenizer with a chat template; the tokenizer has none")
-            messages = [
-                {"role": "system", "content": texts.system},
-                {"role": "user", "content": texts.user_prefix + _SENTINEL + texts.user_suffix},
-            ]
+            messages = [{"role": "system", "content": texts.system}] if texts.system else []
+            messages.append({"role": "user", "content": texts.user_prefix + _SENTINEL + texts.user_suffix})
             rendered = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
             before, sentinel, after = rendered.partition(_SENTINEL)
             if not sentinel:
@@ -84,26 +91,26 @@ class PromptBuilder:
         """Longest sequence this side can produce (text at its limit)."""
         before, after = self.frame(side, k)
         slots = k if self.layout.mask_id is not None else 0
-        return len(before) + self.max_text_length(side) + len(after) + slots + len(self.layout.tail_ids)
+        return len(before) + self.max_text_length(side, k) + len(after) + slots + len(self.layout.tail_ids)
 
-    def tokenize_texts(self, texts: Sequence[str], side: str) -> list[list[int]]:
+    def tokenize_texts(self, texts: Sequence[str], side: str, k: int) -> list[list[int]]:
         if not texts:
             return []
-        # Special-token strings inside user text stay plain text: a "<|mask|>" typed by a user must not
-        # become a slot.
+        # By default special-token strings inside user text stay plain text: a "<|mask|>" typed by a user must
+        # not become a slot (split_special_tokens=False is the reference's behaviour).
         return self.tokenizer(
             list(texts),
             add_special_tokens=False,
             truncation=True,
-            max_length=self.max_text_length(side),
-            split_special_tokens=True,
+            max_length=self.max_text_length(side, k),
+            split_special_tokens=self.config.split_special_tokens,
         )["input_ids"]
 
     def build(self, texts: Sequence[str], side: str, k: int) -> EncodedBatch:
         before, after = self.frame(side, k)
         slots = [self.layout.mask_id] * k if self.layout.mask_id is not None else []
         tail = list(self.layout.tail_ids)
-        rows = [before + ids + after + slots + tail for ids in self.tokenize_texts(texts, side)]
+        rows = [before + ids + after + slots + tail for ids in self.tokenize_texts(texts, side, k)]
         length = max((len(r) for r in rows), default=0)
         input_ids = np.full((len(rows), length), self.layout.pad_id, dtype=np.int64)
         attention_mask = np.zeros((len(rows), length), dtype=np.int64)

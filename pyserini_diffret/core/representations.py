@@ -71,10 +71,15 @@ def single_vectors(slots: np.ndarray) -> np.ndarray:
     return (slots.sum(axis=1) / counts).astype(np.float32)
 
 
-def quantise(term_weights: np.ndarray, scale: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Integer impacts ``round(w * scale)`` (half to even, as numpy and torch round) of ``[N, V]`` term
-    weights, zeros dropped: per row, the ids (ascending) and their impacts."""
-    quantised = np.rint(term_weights.astype(np.float32) * np.float32(scale)).astype(np.int64)
+def quantise(term_weights: np.ndarray, scale: float, rule: str = "round") -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Integer impacts of ``[N, V]`` term weights, zeros dropped: per row, the ids (ascending) and impacts.
+
+    ``rule``: ``round`` gives ``round(w * scale)`` (half to even, as numpy and torch round; the reference's
+    fine-tuned encode path), ``truncate`` gives ``int(w * scale)`` (its zero-shot read-out). Both are
+    monotone, so quantising after the max-pool over slots equals the reference's pooling of quantised slots.
+    """
+    scaled = term_weights.astype(np.float32) * np.float32(scale)
+    quantised = (np.rint(scaled) if rule == "round" else np.trunc(scaled)).astype(np.int64)
     ids = [np.flatnonzero(row > 0) for row in quantised]
     return ids, [row[i] for row, i in zip(quantised, ids)]
 

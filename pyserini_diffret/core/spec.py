@@ -47,10 +47,11 @@ class ModelSpec:
             k = self.settings.slots(side)
             needed = prompts.sequence_length_bound(side, k)
             if needed > self.max_positions:
-                setting = f"max_{side}_length"
+                setting = f"max_{side}_length" if self.settings.sequence_budget is None else \
+                    f"max_{side}_length or sequence_budget"
                 raise ValueError(
                     f"{self.source or 'model'}: a {side} can take {needed} tokens (prompt, "
-                    f"{prompts.max_text_length(side)} text tokens, K={k} slots, tail) but the model has "
+                    f"{prompts.max_text_length(side, k)} text tokens, K={k} slots, tail) but the model has "
                     f"{self.max_positions} positions; lower {setting} or K"
                 )
 

@@ -1,7 +1,7 @@
 """How a document's fields become text: one rule for what is encoded, one for what is stored, one clip.
 
-- Encoded: ``title + separator + text`` (the reference's BEIR rule, separator ". "), the text alone
-  without a title.
+- Encoded: ``title + separator + text`` (the reference's BEIR rule, separator ". "); the text alone
+  without a title, the title alone without a text.
 - Stored (the ``contents`` of a JsonVectorCollection record): the fields joined by a newline, as
   Pyserini's own ``pyserini.encode`` writes them, so that our collections and Pyserini's are alike.
 - Clipped: texts longer than ``DEFAULT_MAX_CHARS`` characters are cut before tokenising. Only the first
@@ -14,8 +14,8 @@ DEFAULT_MAX_CHARS = 200_000
 
 
 def join_title(title: str | None, text: str, separator: str = ". ") -> str:
-    """The text encoded for a document."""
-    return f"{title}{separator}{text}" if title else text
+    """The text encoded for a document: title and text joined, or whichever of them there is."""
+    return f"{title}{separator}{text}" if title and text else (title or text)
 
 
 def stored_contents(title: str | None, text: str) -> str:

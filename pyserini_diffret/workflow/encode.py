@@ -324,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if enc.dimension is not None and enc.dimension != model.hidden_size:
             raise ValueError(f"--dimension {enc.dimension} does not match the model's vector size {model.hidden_size}")
         print(f"model {model.source}: {model.config.backbone}, hidden {model.hidden_size}, K_doc {model.k_doc}, "
-              f"passage length {model.config.max_document_length} tokens", file=sys.stderr)
+              f"document length {model.prompts.max_text_length('document', model.k_doc)} tokens", file=sys.stderr)
         result = encode_corpus(
             inp.corpus, out.embeddings, model, fields=fields, use_titles=use_titles, docid_field=inp.docid_field,
             delimiter=inp.delimiter.replace("\\n", "\n"), shard_id=inp.shard_id, shard_num=inp.shard_num,

@@ -32,7 +32,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable, Sequence
 
-from pyserini_diffret.workflow import fusion
+from pyserini_diffret.workflow import fusion, trec
 from pyserini_diffret.workflow.collection import (
     InputError, find_beir_files, read_qrels, read_topics, write_topics_tsv, write_trec_qrels,
 )
@@ -142,7 +142,7 @@ def run_pipeline(inputs: Inputs, output: str | os.PathLike, model_name: str = "d
     if max_length is not None:
         model.set_lengths(document=max_length)
     log(f"model: {model.source} ({model.config.backbone}, hidden {model.hidden_size}, K_q {model.k_query}, "
-        f"K_p {model.k_doc}, passage {model.config.max_document_length} tokens, device {device})")
+        f"K_p {model.k_doc}, document {model.prompts.max_text_length('document', model.k_doc)} tokens, device {device})")
     lap("load model")
     encoded = output / "encoded"
     result: EncodeResult = encode_corpus(inputs.corpus, encoded, model, batch_size=batch_size, progress=progress,
@@ -205,7 +205,7 @@ def run_pipeline(inputs: Inputs, output: str | os.PathLike, model_name: str = "d
     runs["hybrid-multi"] = fusion.hybrid(runs["dense-multi"], runs["sparse"], alpha, depth=hits, k=hits)
     lap("fusion")
     run_dir = output / "runs"
-    paths = {name: fusion.write_run(run, run_dir / f"{name}.trec", f"diffret-{name}", hits) for name, run in runs.items()}
+    paths = {name: trec.write_run(run, run_dir / f"{name}.trec", f"diffret-{name}", hits) for name, run in runs.items()}
 
     # 6. evaluation
     metrics = evaluate_runs(paths, qrels_path, workers=min(threads, 4))
