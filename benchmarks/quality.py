@@ -129,11 +129,11 @@ def fetch_weights(cache: Path) -> dict[str, Path]:
 
 # -- trec_eval cross-check ------------------------------------------------------------------------------------
 def trec_eval_check(run: dict, collection: Collection, work: Path) -> str:
-    from pyserini_diffret.train import evaluate as ev  # noqa: PLC0415
+    from pyserini_diffret.workflow.trec import write_run  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         run_path, qrels_path = Path(tmp) / "run.trec", Path(tmp) / "qrels.txt"
-        ev.write_trec_run(run, run_path, "bm25")
+        write_run(run, run_path, "bm25")
         with qrels_path.open("w") as handle:
             for qid, docs in collection.qrels.items():
                 for docid, rel in docs.items():

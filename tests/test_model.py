@@ -37,9 +37,11 @@ def test_shapes_types_and_unit_slots(tiny_models, name):
     norms = np.linalg.norm(reps.slots, axis=-1)
     assert np.all((np.abs(norms - 1) < 1e-5) | (norms == 0))
     np.testing.assert_allclose(reps.dense, single_vectors(reps.slots), rtol=1e-6)
-    for weights in reps.weights:
-        assert all(type(v) is int and v > 0 for v in weights.values())
-        assert all(type(t) is str and t for t in weights)
+    assert reps.weights == reps.impact  # the former name
+    assert sum(bool(impact) for impact in reps.impact) >= 2  # not vacuous: real terms to check below
+    for impact in reps.impact:
+        assert all(type(v) is int and v > 0 for v in impact.values())
+        assert all(type(t) is str and t for t in impact)
 
 
 @pytest.mark.parametrize("name", ["mlm", "dream", "llada"])
@@ -146,7 +148,7 @@ def test_bad_inputs_get_clear_errors(tiny_models, tiny_model_dirs, tmp_path):
         load_model(tiny_model_dirs["dream"])
 
 
-def test_real_weights_splade_tiny(splade_tiny_dir):
+def test_real_weights_splade_tiny(splade_tiny_dir, monkeypatch):
     model = load_model(splade_tiny_dir)
     assert model.config.backbone == "mlm" and model.hidden_size == 128 and model.vocab_size == 30522
     reps = model.encode_documents(TEXTS, titles=["Aspirin", "", "", "Vitamin D"])
@@ -156,4 +158,10 @@ def test_real_weights_splade_tiny(splade_tiny_dir):
     np.testing.assert_allclose(alone.slots[0], reps.slots[1], atol=1e-5)
     # Zero-shot, splade-tiny's logits at mask slots are negative for the text's own words: the sparse
     # channel is empty until fine-tuning (DESIGN.md section 5). The encoder reports that faithfully.
-    assert all(isinstance(w, dict) for w in reps.weights)
+    assert reps.impact == [{}] * len(TEXTS) and all(ids.size == 0 for ids in reps.term_ids)
+    # The emptiness comes from the content mask (only the text's own words), not from a broken read-out:
+    # with the whole vocabulary allowed, the positive logits at the mask slots give integer impacts.
+    monkeypatch.setattr(model.content, "mask", lambda texts: np.ones((len(texts), model.vocab_size), bool))
+    unrestricted = model.encode_documents(TEXTS, titles=["Aspirin", "", "", "Vitamin D"])
+    assert all(unrestricted.impact)
+    assert all(type(v) is int and v > 0 for impact in unrestricted.impact for v in impact.values())

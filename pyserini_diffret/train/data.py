@@ -19,10 +19,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from pyserini_diffret.workflow import collection
 
@@ -233,26 +232,6 @@ def _bm25_query(text: str) -> str:
     # Lucene's query parser is not used by LuceneSearcher.search (it analyses the text), but very long
     # queries exceed the clause limit: keep the first 512 whitespace tokens.
     return " ".join(text.split()[:512])
-
-
-def split_examples(examples: Sequence[Example], held_out: float | int, seed: int) -> tuple[list[Example], list[Example]]:
-    """A seeded split into (train, held out); ``held_out`` is a fraction or a count."""
-    order = list(range(len(examples)))
-    random.Random(seed).shuffle(order)
-    n = int(round(held_out * len(examples))) if isinstance(held_out, float) else int(held_out)
-    held = set(order[:n])
-    return ([e for i, e in enumerate(examples) if i not in held], [e for i, e in enumerate(examples) if i in held])
-
-
-def write_jsonl(examples: Iterable[Example], path: str | Path) -> Path:
-    path = Path(path)
-    with path.open("w", encoding="utf-8") as handle:
-        for e in examples:
-            record = {"query": e.query, "positives": e.positives, "negatives": e.negatives}
-            if e.query_id is not None:
-                record["query_id"] = e.query_id
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    return path
 
 
 def write_trec_qrels(qrels: dict[str, dict[str, int]], path: str | Path) -> Path:

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-Run = dict[str, dict[str, float]]
+from pyserini_diffret.workflow.trec import Run
 
 
 # -- search -------------------------------------------------------------------------------------------------
@@ -149,13 +149,6 @@ def oracle(per_query: Sequence[dict[str, float]]) -> float:
     """Mean over queries of the best score any of the configurations reached for that query."""
     qids = set().union(*per_query)
     return float(np.mean([max(p.get(q, 0.0) for p in per_query) for q in qids]))
-
-
-def write_trec_run(run: Run, path, tag: str = "diffret") -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        for qid in sorted(run):
-            for rank, docid in enumerate(_ranked(run[qid]), 1):
-                handle.write(f"{qid} Q0 {docid} {rank} {run[qid][docid]:.6f} {tag}\n")
 
 
 # -- one model on one collection --------------------------------------------------------------------------------

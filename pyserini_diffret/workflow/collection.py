@@ -122,7 +122,6 @@ class CorpusReader:
 
     def __init__(self, path: str | os.PathLike, fields: Sequence[str] | None = None, docid_field: str | None = None,
                  delimiter: str = "\n", skip_invalid: bool = False, max_chars: int | None = DEFAULT_MAX_CHARS) -> None:
-        self.path = Path(path)
         self.files = corpus_files(path)
         self.fields = list(fields) if fields else None
         self.docid_field = docid_field
@@ -135,9 +134,6 @@ class CorpusReader:
     def remember(self, docid: str, where: tuple[int, int] = (-1, 0)) -> None:
         """Record an id as already read (resuming, or ids of other shards)."""
         self.seen[docid] = where
-
-    def count(self) -> int:
-        return count_records(self.files)
 
     # -- iteration -------------------------------------------------------------------------------
     def read(self, start: Position | None = None, end_record: int | None = None) -> Iterator[tuple[Document | None, Position]]:

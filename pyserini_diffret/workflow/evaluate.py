@@ -52,13 +52,9 @@ def _call(args: list[str]) -> dict[str, float]:
 _CALLS = (["-c", "-m", "ndcg_cut.10", "-m", "recall.100,1000"], ["-c", "-M", "10", "-m", "recip_rank"])
 
 
-def evaluate_run(run: str | Path, qrels: str | Path) -> dict[str, float]:
-    """nDCG@10, MRR@10, R@100, R@1000 of a TREC run against TREC qrels."""
-    return evaluate_runs({"run": run}, qrels)["run"]
-
-
 def evaluate_runs(runs: dict[str, str | Path], qrels: str | Path, workers: int = 2) -> dict[str, dict[str, float]]:
-    """``evaluate_run`` for several runs, trec_eval calls running ``workers`` at a time."""
+    """nDCG@10, MRR@10, R@100, R@1000 of each TREC run against TREC qrels, trec_eval calls running ``workers``
+    at a time."""
     qrels = str(qrels)
     jobs = {(name, i): [*flags, qrels, str(path)] for name, path in runs.items() if Path(path).stat().st_size
             for i, flags in enumerate(_CALLS)}

@@ -1,4 +1,4 @@
-"""The paper's hybrid fusion, and TREC run files.
+"""The paper's hybrid fusion (TREC run files are read and written by ``workflow.trec``).
 
 Per query, each run's top ``depth`` scores are min-max normalised to [0, 1]; a document's fused score
 is the weighted sum of its normalised scores, a run that did not return it contributing 0. With two runs
@@ -19,46 +19,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Sequence
 
-Run = dict[str, dict[str, float]]  # query id -> document id -> score
+from pyserini_diffret.workflow.trec import Run, ranked, read_run, write_run
 
-
-def read_run(path: str | Path) -> Run:
-    """A TREC run file (``qid Q0 docid rank score tag``)."""
-    path = Path(path)
-    run: Run = {}
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) < 5:
-                raise ValueError(f"{path}:{number}: expected 'qid Q0 docid rank score [tag]'")
-            try:
-                score = float(parts[4])
-            except ValueError:
-                raise ValueError(f"{path}:{number}: score {parts[4]!r} is not a number") from None
-            docs = run.setdefault(parts[0], {})
-            if parts[2] not in docs:  # the first (best) line of a duplicate wins
-                docs[parts[2]] = score
-    return run
-
-
-def ranked(docs: dict[str, float], k: int | None = None) -> list[tuple[str, float]]:
-    items = sorted(docs.items(), key=lambda item: (-item[1], item[0]))
-    return items[:k] if k else items
-
-
-def write_run(run: Run, path: str | Path, tag: str = "diffret", k: int | None = None) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
-        for qid, docs in run.items():
-            for rank, (docid, score) in enumerate(ranked(docs, k), 1):
-                f.write(f"{qid} Q0 {docid} {rank} {score:.6f} {tag}\n")
-    return path
+__all__ = ["Run", "fuse", "hybrid", "main", "min_max", "ranked", "read_run", "write_run"]
 
 
 def min_max(docs: dict[str, float], depth: int | None = 1000) -> dict[str, float]:

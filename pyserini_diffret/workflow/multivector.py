@@ -158,9 +158,6 @@ class MultiVectorSearcher:
         return np.concatenate([maxsim(query_slots, self.store.slots(rows[s:s + chunk]))
                                for s in range(0, rows.size, chunk)])
 
-    def search_slots(self, query_slots: np.ndarray, k: int = 1000) -> list[Hit]:
-        return self.batch_search_slots(np.asarray(query_slots)[None], k)[0]
-
     def brute_force(self, query_slots: np.ndarray, k: int = 1000, chunk: int = 4096) -> list[Hit]:
         """Exact MaxSim against every document (slow; for checks)."""
         query_slots = np.asarray(query_slots, dtype=np.float32)
@@ -195,17 +192,6 @@ class SlotQueryEncoder:
         return np.stack([item.slots for item in items]).astype(np.float32, copy=False)
 
 
-def write_trec(results: dict[str, list], path: str | Path, tag: str, hits: int | None = None) -> Path:
-    """TREC run lines ``qid Q0 docid rank score tag`` (hits carry ``docid`` and ``score``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
-        for qid, ranked in results.items():
-            for rank, hit in enumerate(ranked[:hits] if hits else ranked, 1):
-                f.write(f"{qid} Q0 {hit.docid} {rank} {float(hit.score):.6f} {tag}\n")
-    return path
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pyserini_diffret.search_multi", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -226,6 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--run-tag", default="diffret-multi")
     args = parser.parse_args(argv)
     from pyserini_diffret.workflow.collection import InputError, read_topics  # noqa: PLC0415
+    from pyserini_diffret.workflow.trec import write_run  # noqa: PLC0415
 
     try:
         topics = read_topics(args.topics)
@@ -242,6 +229,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InputError, ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    write_trec(results, args.output, args.run_tag, args.hits)
+    write_run(results, args.output, args.run_tag, args.hits)  # hits in the searcher's order
     print(f"searched {len(qids)} queries in {time.perf_counter() - started:.1f} s -> {args.output}")
     return 0

@@ -38,31 +38,6 @@ MANIFEST = "encode.json"
 DOCIDS = "docid"
 STORE_FORMAT = 1
 _VECTOR_CHUNK = 65536
-# Test-only fault injection: "EVENT:N" ends the process abruptly at the N-th EVENT
-# (append: data written, not yet checkpointed; checkpoint: data synced, checkpoint not yet replaced;
-# finalize: FAISS index written, encode.json not yet).
-CRASH_VARIABLE = "PYSERINI_DIFFRET_CRASH"
-_events: dict[str, int] = {}
-
-
-def crash_point(event: str) -> None:
-    spec = os.environ.get(CRASH_VARIABLE)
-    if not spec:
-        return
-    name, _, count = spec.partition(":")
-    if name != event:
-        return
-    _events[event] = _events.get(event, 0) + 1
-    if _events[event] >= int(count or 1):
-        for f in list(_open_files):
-            try:
-                f.flush()  # what the OS would have received anyway; the checkpoint is not written
-            except (OSError, ValueError):
-                pass
-        os._exit(86)
-
-
-_open_files: list = []
 
 
 def fsync_dir(path: Path) -> None:
@@ -191,13 +166,10 @@ class StoreWriter:
                 f.truncate(truncate_to[name])
                 f.seek(truncate_to[name])
             self._files[name] = f
-            _open_files.append(f)
 
     def close(self) -> None:
         for f in self._files.values():
             f.close()
-            if f in _open_files:
-                _open_files.remove(f)
         self._files.clear()
 
     # -- writing -----------------------------------------------------------------------------------
@@ -211,7 +183,6 @@ class StoreWriter:
             files["dense"].write(np.ascontiguousarray(reps.dense, dtype=np.float32).tobytes())
         if "slots" in files:
             files["slots"].write(np.ascontiguousarray(reps.slots, dtype=self.slot_dtype).tobytes())
-        crash_point("append")
 
     def sizes(self) -> dict[str, int]:
         return {name: f.tell() for name, f in self._files.items()}
@@ -221,7 +192,6 @@ class StoreWriter:
             f.flush()
             os.fsync(f.fileno())
         state = dict(state, sizes=self.sizes())
-        crash_point("checkpoint")
         atomic_write_text(self.paths.checkpoint, json.dumps(state, indent=1, sort_keys=True) + "\n")
 
     # -- finishing ---------------------------------------------------------------------------------
@@ -242,7 +212,6 @@ class StoreWriter:
                 raise RuntimeError(f"{p.dense_vectors}: {p.dense_vectors.stat().st_size} bytes, {expected} expected")
             write_flat_index(p.dense_dir / "index", iter_rows(p.dense_vectors, dim, np.float32), dim)
             _copy_atomic(p.docids, p.dense_dir / "docid")
-            crash_point("finalize")
         if "slots" in self.representations:
             itemsize = np.dtype(self.slot_dtype).itemsize
             expected = count * k * dim * itemsize
@@ -362,7 +331,7 @@ def merge_stores(inputs: Sequence[str | os.PathLike], output: str | os.PathLike,
     seen: dict[str, Path] = {}
     all_ids: list[str] = []
     for folder in inputs:
-        ids = read_docids(_docid_file(folder, representations))
+        ids = read_docids(folder / DOCIDS)  # every complete folder has OUT/docid, whatever it holds
         for docid in ids:
             if docid in seen:
                 raise ValueError(f"duplicate id {docid!r}: in {seen[docid]} and {folder}")
@@ -401,7 +370,3 @@ def merge_stores(inputs: Sequence[str | os.PathLike], output: str | os.PathLike,
     writer.finalize(merged, len(all_ids), dim, k)
     log(f"merged {len(inputs)} folders, {len(all_ids)} documents -> {output}")
     return merged
-
-
-def _docid_file(folder: Path, representations: Sequence[str]) -> Path:
-    return folder / DOCIDS

@@ -74,10 +74,26 @@ def dense_index(work, sample, model_dir, encoded_sample):
     return folder
 
 
-def test_sparse_search(work, impact_index, model_dir):
+@pytest.fixture(scope="module")
+def sparse_run(work, impact_index, model_dir) -> Path:
+    """``pyserini.search.lucene --impact --encoder diffret`` on the sample (built once per module)."""
     out = work / "sparse.run"
     run_python("-m", "pyserini.search.lucene", "--index", str(impact_index), "--topics", str(work / "topics.tsv"),
                "--output", str(out), "--impact", "--encoder", str(model_dir), "--hits", "1000")
+    return out
+
+
+@pytest.fixture(scope="module")
+def dense_run(work, dense_index, model_dir) -> Path:
+    """``pyserini.search.faiss --encoder diffret`` on the sample (built once per module)."""
+    out = work / "dense.run"
+    run_python("-m", "pyserini.search.faiss", "--index", str(dense_index), "--topics", str(work / "topics.tsv"),
+               "--encoder", str(model_dir), "--output", str(out), "--hits", "1000")
+    return out
+
+
+def test_sparse_search(work, impact_index, model_dir, sparse_run):
+    out = sparse_run
     batched = work / "sparse-batched.run"
     run_python("-m", "pyserini.search.lucene", "--index", str(impact_index), "--topics", str(work / "topics.tsv"),
                "--output", str(batched), "--impact", "--encoder", str(model_dir), "--hits", "1000",
@@ -99,10 +115,8 @@ def test_min_idf_default_keeps_every_term_for_diffret_only(impact_index, model_d
     assert LuceneImpactSearcher(str(impact_index), None, DEFAULT_MIN_IDF).min_idf == 0  # others: Pyserini's 0
 
 
-def test_dense_search_with_and_without_hook(work, dense_index, model_dir, plain_model_dir):
-    out, plain = work / "dense.run", work / "dense-plain.run"
-    run_python("-m", "pyserini.search.faiss", "--index", str(dense_index), "--topics", str(work / "topics.tsv"),
-               "--encoder", str(model_dir), "--output", str(out), "--hits", "1000")
+def test_dense_search_with_and_without_hook(work, dense_index, plain_model_dir, dense_run):
+    out, plain = dense_run, work / "dense-plain.run"
     run_python("-m", "pyserini_diffret.search_faiss", "--index", str(dense_index), "--topics",
                str(work / "topics.tsv"), "--encoder-class", "diffret", "--encoder", str(plain_model_dir),
                "--output", str(plain), "--hits", "1000", PYSERINI_DIFFRET_HOOK="0")
@@ -110,22 +124,20 @@ def test_dense_search_with_and_without_hook(work, dense_index, model_dir, plain_
     assert_runs_close(read_run(out), read_run(plain))
 
 
-def test_hybrid_fusion_and_trec_eval(work, impact_index, dense_index, model_dir):
+def test_hybrid_fusion_and_trec_eval(work, impact_index, dense_index, model_dir, sparse_run, dense_run):
     topics, qrels = str(work / "topics.tsv"), str(work / "qrels.txt")
-    if not (work / "sparse.run").exists() or not (work / "dense.run").exists():
-        pytest.skip("needs the sparse and dense runs of the tests above")
     out = work / "hybrid.run"
     run_python("-m", "pyserini.search.hybrid", "dense", "--index", str(dense_index), "--encoder", str(model_dir),
                "sparse", "--index", str(impact_index), "--impact", "--encoder", str(model_dir),
                "fusion", "--alpha", "0.5", "run", "--topics", topics, "--output", str(out))
     assert {line[0] for line in run_lines(out)} == set(read_topics(topics))
-    run_python("-m", "pyserini.fusion", "--runs", str(work / "dense.run"), str(work / "sparse.run"),
+    run_python("-m", "pyserini.fusion", "--runs", str(dense_run), str(sparse_run),
                "--output", str(work / "rrf.run"), "--method", "rrf")
     assert len(run_lines(work / "rrf.run")) > 0
     paper = work / "paper.run"
-    run_python("-m", "pyserini_diffret.fusion", "--runs", str(work / "dense.run"), str(work / "sparse.run"),
+    run_python("-m", "pyserini_diffret.fusion", "--runs", str(dense_run), str(sparse_run),
                "--output", str(paper), "--alpha", "0.5")
-    expected = hybrid(read_run(work / "dense.run"), read_run(work / "sparse.run"), 0.5)
+    expected = hybrid(read_run(dense_run), read_run(sparse_run), 0.5)
     assert_runs_close(read_run(paper), expected)
     for run in (out, paper):
         evaluation = run_python("-m", "pyserini.eval.trec_eval", "-c", "-m", "ndcg_cut.10", qrels, str(run)).stdout

@@ -14,7 +14,8 @@ import pytest
 
 from pyserini_diffret.workflow.encode import encode_corpus, main
 from pyserini_diffret.workflow.store import merge_stores
-from tests.conftest import clean_env, run_python
+from tests.conftest import REPO, clean_env, run_python
+from tests.workflow.crash_encode import EXIT_STATUS
 from tests.workflow.fixtures import (  # noqa: F401
     encode_command, encoded_sample, loaded_model, model_dir, sample,
 )
@@ -81,6 +82,13 @@ def test_shards_merge_into_the_unsharded_output(tmp_path, loaded_model, sample):
         merge_stores([tmp_path / "shard0", tmp_path / "shard0"], tmp_path / "dup")
 
 
+def crash(event: str, encode: list[str]) -> subprocess.CompletedProcess:
+    """``python -m pyserini_diffret.encode ...`` ended abruptly at ``event`` (see tests/workflow/crash_encode.py)."""
+    assert encode[:2] == ["-m", "pyserini_diffret.encode"]
+    return subprocess.run([sys.executable, "-m", "tests.workflow.crash_encode", event, *encode[2:]], cwd=REPO,
+                          env=clean_env(), capture_output=True, text=True)
+
+
 def test_resume_after_kill_gives_identical_bytes(tmp_path, model_dir, sample):
     """Crashes at every kind of point (mid-chunk, mid-checkpoint, mid-finalise) and a real SIGKILL."""
     corpus = tmp_path / "corpus.jsonl"
@@ -90,10 +98,12 @@ def test_resume_after_kill_gives_identical_bytes(tmp_path, model_dir, sample):
                 f.write(json.dumps(dict(doc, _id=f"{doc['_id']}-{copy}")) + "\n")
     reference, resumed = tmp_path / "reference", tmp_path / "resumed"
     run_python(*encode_command(corpus, reference, model_dir))
-    command = [sys.executable, *encode_command(corpus, resumed, model_dir)]
-    for crash in ("append:3", "checkpoint:4"):
-        proc = subprocess.run(command, env=clean_env(PYSERINI_DIFFRET_CRASH=crash), capture_output=True, text=True)
-        assert proc.returncode == 86, proc.stderr
+    encode = encode_command(corpus, resumed, model_dir)
+    command = [sys.executable, *encode]
+    for event in ("append:3", "checkpoint:4"):
+        proc = crash(event, encode)
+        assert proc.returncode == EXIT_STATUS, proc.stderr
+        assert not (resumed / "encode.json").exists()
     done = json.loads((resumed / ".checkpoint.json").read_text())["position"]["record"]
     assert 0 < done < 160
     proc = subprocess.Popen(command, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -110,8 +120,9 @@ def test_resume_after_kill_gives_identical_bytes(tmp_path, model_dir, sample):
     proc.wait()
     if (resumed / "encode.json").exists():
         pytest.fail("the run finished before it could be killed; make the corpus larger")
-    proc = subprocess.run(command, env=clean_env(PYSERINI_DIFFRET_CRASH="finalize:1"), capture_output=True, text=True)
-    assert proc.returncode == 86 and "resuming" in proc.stderr
+    proc = crash("finalize:1", encode)
+    assert proc.returncode == EXIT_STATUS and "resuming" in proc.stderr, proc.stderr
+    assert (resumed / "dense" / "index").exists() and not (resumed / "encode.json").exists()
     out = run_python(*encode_command(corpus, resumed, model_dir)).stdout
     assert "accounting: read 160, encoded 160, written 160, empty sparse vectors 0, skipped 0" in out
     assert files_of(resumed, skip=()) == files_of(reference, skip=())
