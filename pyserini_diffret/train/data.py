@@ -16,7 +16,6 @@ Every problem is reported with the file and line it comes from (``TrainingDataEr
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -234,11 +233,3 @@ def _bm25_query(text: str) -> str:
     return " ".join(text.split()[:512])
 
 
-def write_trec_qrels(qrels: dict[str, dict[str, int]], path: str | Path) -> Path:
-    path = Path(path)
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle, delimiter=" ", lineterminator="\n")
-        for qid in sorted(qrels):
-            for docid, rel in sorted(qrels[qid].items()):
-                writer.writerow([qid, 0, docid, rel])
-    return path

@@ -13,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
+from pyserini_diffret.workflow.fusion import hybrid
 from pyserini_diffret.workflow.trec import Run
 
 
@@ -85,26 +86,6 @@ def sparse_search(query_weights: Sequence[dict[str, int]], doc_weights: Sequence
     return run
 
 
-def fuse(dense: Run, sparse: Run, depth: int = 1000, weight: float = 0.5, k: int = 1000) -> Run:
-    """The paper's hybrid: per-query min-max over each list's top ``depth``; missing documents count 0."""
-    fused: Run = {}
-    for qid in set(dense) | set(sparse):
-        combined: dict[str, float] = {}
-        for run, w in ((dense, weight), (sparse, 1.0 - weight)):
-            hits = sorted(run.get(qid, {}).items(), key=lambda x: -x[1])[:depth]
-            if not hits:
-                continue
-            values = [s for _, s in hits]
-            low, high = min(values), max(values)
-            span = high - low
-            for docid, score in hits:
-                norm = (score - low) / span if span > 0 else 1.0
-                combined[docid] = combined.get(docid, 0.0) + w * norm
-        top = sorted(combined.items(), key=lambda x: -x[1])[:k]
-        fused[qid] = dict(top)
-    return fused
-
-
 # -- metrics --------------------------------------------------------------------------------------------------
 def _ranked(hits: dict[str, float]) -> list[str]:
     # trec_eval orders by score descending, then by document id descending.
@@ -167,7 +148,7 @@ def evaluate_model(model, corpus: dict[str, str], queries: dict[str, str], qrels
         "dense-single": dense_search(query_reps.dense, doc_reps.dense, qids, docids),
         "dense-multi": maxsim_search(query_reps.slots, doc_reps.slots, qids, docids),
     }
-    runs["hybrid"] = fuse(runs["dense-single"], runs["sparse"])
-    runs["hybrid-multi"] = fuse(runs["dense-multi"], runs["sparse"])
+    runs["hybrid"] = hybrid(runs["dense-single"], runs["sparse"])
+    runs["hybrid-multi"] = hybrid(runs["dense-multi"], runs["sparse"])
     judged = {q: qrels[q] for q in qids}
     return {name: metrics(run, judged) for name, run in runs.items()}, runs

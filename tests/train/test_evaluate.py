@@ -26,13 +26,6 @@ def test_ties_are_broken_by_docid_descending_as_trec_eval():
     assert ev.ndcg_per_query(run, QRELS, k=1)["q2"] == 1.0  # "b" before "a"
 
 
-def test_fusion_min_max_and_missing_documents():
-    dense = {"q": {"a": 10.0, "b": 5.0, "c": 0.0}}
-    sparse = {"q": {"b": 3.0, "d": 1.0}}
-    fused = ev.fuse(dense, sparse)["q"]
-    assert fused == pytest.approx({"a": 0.5, "b": 0.75, "c": 0.0, "d": 0.0})
-
-
 def test_maxsim_search_clamps_negative_slot_maxima():
     q = np.array([[[1.0, 0.0], [0.0, 1.0]]], dtype=np.float32)  # [1, 2, 2]
     d = np.array([[[1.0, 0.0], [0.0, -1.0]], [[0.6, 0.8], [0.6, 0.8]]], dtype=np.float32)
