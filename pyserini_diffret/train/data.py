@@ -231,5 +231,3 @@ def _bm25_query(text: str) -> str:
     # Lucene's query parser is not used by LuceneSearcher.search (it analyses the text), but very long
     # queries exceed the clause limit: keep the first 512 whitespace tokens.
     return " ".join(text.split()[:512])
-
-
