@@ -4,8 +4,11 @@ Pyserini reads its prebuilt-index catalogues from GitHub while its modules impor
 tables index into them), so offline every ``pyserini.search``/``encode``/``index`` import raises
 ``URLError`` and not even a local index can be used. We rewrite that one module's source as it loads:
 its ``urlopen`` becomes ``catalogue_urlopen``, which answers a *failed* fetch with an empty catalogue
-(and warns once), and the two module-level alias look-ups tolerate a missing entry. Prebuilt index
-names are then unknown offline; local paths work. When the fetch succeeds nothing changes.
+(and warns once), and each module-level alias entry (``"old-name": CATALOGUE["new-name"]``, looked up
+while the module loads) is kept only when its target is in the catalogue. Prebuilt index names are then
+unknown offline, and Pyserini says so in its own words (``Unrecognized index name ...``; an alias kept
+with no record behind it would end in ``AttributeError: 'NoneType' object has no attribute 'get'`` in
+``download_prebuilt_index``); local paths work. When the fetch succeeds nothing changes.
 """
 from __future__ import annotations
 
@@ -19,8 +22,11 @@ from pyserini_diffret.integration.module_hooks import rewrite_source
 
 CATALOGUE_MODULE = "pyserini.prebuilt_index_info"
 _IMPORT_LINE = "from urllib.request import urlopen"
-# e.g. IMPACT_INDEX_INFO_MSMARCO["msmarco-v1-passage.unicoil"] at module level, inside alias tables.
-_ALIAS_LOOKUP = re.compile(r'^(\s+"[^"]+":\s*)([A-Z_]+_INFO[A-Z_]*)\[("[^"]+")\]', re.MULTILINE)
+# e.g. `    "msmarco-passage-unicoil-d2q": IMPACT_INDEX_INFO_MSMARCO["msmarco-v1-passage.unicoil"],` inside an
+# alias table at module level; becomes `    **({"msmarco-passage-unicoil-d2q": IMPACT_INDEX_INFO_MSMARCO[...]}
+# if "msmarco-v1-passage.unicoil" in IMPACT_INDEX_INFO_MSMARCO else {}),` (same line, same value online).
+_ALIAS_LOOKUP = re.compile(r'^([ \t]+)("[^"]+"):\s*([A-Z_]+_INFO[A-Z_]*)\[("[^"]+")\]', re.MULTILINE)
+_ALIAS_IF_KNOWN = r"\1**({\2: \3[\4]} if \4 in \3 else {})"
 _warned = False
 
 
@@ -56,7 +62,7 @@ def guard_source(source: str) -> str:
         "from pyserini_diffret.integration.offline import catalogue_urlopen as urlopen",
         1,
     )
-    return _ALIAS_LOOKUP.sub(r"\1\2.get(\3)", source)
+    return _ALIAS_LOOKUP.sub(_ALIAS_IF_KNOWN, source)
 
 
 def register() -> None:

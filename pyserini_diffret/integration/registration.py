@@ -2,25 +2,33 @@
 
 Pyserini 2.4 has no plugin mechanism. Everything below runs only when the Pyserini module concerned is
 imported (``module_hooks``), never at interpreter start, and leaves every other encoder's behaviour as
-it was:
+it was. A model is ours only when the user says so (``is_ours``): ``--encoder diffret`` (a registered
+name, exactly), ``--encoder-class diffret``, or a model folder that holds a ``diffret_config.json``.
+Nothing is decided by a substring of a name or path; every other name resolves exactly as in Pyserini.
 
-- ``pyserini.encode``: ``"diffret"`` becomes the *first* key of ``document_encoder_class_map`` and
-  ``query_encoder_class_map`` (both commands pick the first key that is a substring of ``--encoder``).
-  The values are small factories that import our classes when called.
+- ``pyserini.encode``: ``"diffret"`` becomes the *last* key of ``document_encoder_class_map`` and
+  ``query_encoder_class_map``. Pyserini's commands pick the first key that is a substring of the
+  lower-cased ``--encoder``; ours, last, is only reached when none of Pyserini's keys matches, and
+  ``class_hint`` (below) answers that case with Pyserini's own fallback, ``auto``. The values are small
+  factories that import our classes when called.
 - ``pyserini.encode.__main__`` and ``pyserini.search.faiss.__main__`` (source rewrites, line numbers
-  kept): ``diffret`` joins the hard-coded ``--encoder-class`` choices; a model folder that carries a
-  ``diffret_config.json`` selects ``diffret`` when no class is given; right after ``init_encoder`` the
-  encode command configures our encoder from its arguments: dense vectors with ``--to-faiss``, impact
-  vectors otherwise; FAISS ``--dimension`` from the model unless given; ``--max-length`` only when given
-  (else the model's configured passage length); ``--batch-size`` as the model's batch.
+  kept; the hybrid command uses the latter's ``init_query_encoder``): ``diffret`` joins the hard-coded
+  ``--encoder-class`` choices; ``class_hint`` gives the class to use before Pyserini reads it: ``diffret``
+  for our models, ``None`` (Pyserini's own key loop decides) when one of Pyserini's keys matches, ``auto``
+  when none does; right after ``init_encoder`` the encode command configures our encoder from its
+  arguments: dense vectors with ``--to-faiss``, impact vectors otherwise; FAISS ``--dimension`` from the
+  model unless given; ``--max-length`` only when given (else the model's configured passage length);
+  ``--batch-size`` as the model's batch.
 - ``pyserini.search.lucene._impact_searcher``: ``LuceneImpactSearcher("...", "diffret")`` (and
-  ``--impact --encoder diffret``) builds our impact query encoder. Its ``min_idf`` default keeps query
+  ``--impact --encoder diffret``) builds our impact query encoder; any other string goes to Pyserini's
+  own ``_init_query_encoder_from_str``. Its ``min_idf`` default keeps query
   terms that occur in every document (``-1``) for our encoder; an explicit ``--min-idf``/``min_idf=``
   is honoured. Other encoders keep Pyserini's default ``0`` (the ``--min-idf`` default of
   ``pyserini.search.lucene.__main__`` becomes an ``int`` subclass equal to 0 that marks "not given").
   ``batch_search`` (``--batch-size``/``--threads``) encodes the batch's queries with our encoder in one
   model call first (Pyserini encodes them one at a time).
-- ``pyserini.search.faiss._searcher``: ``FaissSearcher(index, "diffret")`` builds our dense encoder.
+- ``pyserini.search.faiss._searcher``: ``FaissSearcher(index, "diffret")`` builds our dense encoder;
+  any other string goes to Pyserini's own ``_init_encoder_from_str``.
 """
 from __future__ import annotations
 
@@ -61,18 +69,38 @@ def is_diffret_folder(name: Any) -> bool:
         return False
 
 
-def is_diffret_name(name: Any) -> bool:
-    """Pyserini's rule (``diffret`` is a substring of the name, any case), or a DiffRetriever model folder."""
+def is_ours(name: Any) -> bool:
+    """A model the user named as ours: a registered name (exactly, e.g. ``diffret``) or a folder with our config.
+
+    Substrings decide nothing: ``some/diffret-lab/bert`` or ``DiffRet-splade`` are other models' names.
+    """
     if not isinstance(name, (str, os.PathLike)):
         return False
-    return KEY in os.fspath(name).lower() or is_diffret_folder(name)
+    from pyserini_diffret.registry import registered_names  # noqa: PLC0415 - tiny, imports nothing heavy
+
+    return os.fspath(name) in registered_names() or is_diffret_folder(name)
 
 
-def class_hint(encoder: Any, encoder_class: str | None) -> str | None:
-    """``--encoder-class`` as given, or ``diffret`` for a model folder with a ``diffret_config.json``."""
-    if encoder_class is None and encoder is not None and is_diffret_folder(encoder):
+def class_hint(encoder: Any, encoder_class: str | None, class_map: Any = None) -> str | None:
+    """The ``encoder_class`` Pyserini's ``init_encoder``/``init_query_encoder`` should go on with.
+
+    Called by the rewritten commands before Pyserini reads ``encoder_class``, with the command's class map
+    (where our key is the last one). A class given stays. Otherwise: ``diffret`` for our models
+    (``is_ours``); ``None`` when one of Pyserini's own keys is a substring of the lower-cased name (its
+    loop then finds the same first key as without us); ``"auto"`` when none is, where the loop would
+    reach our key: that is Pyserini's own fallback (``_encoder_class = "auto"``, its Auto*Encoder), so the
+    class and the arguments Pyserini builds are the same as without the plug-in.
+    """
+    if encoder_class is not None or not encoder:
+        return encoder_class
+    if is_ours(encoder):
         return KEY
-    return encoder_class
+    if class_map is None or KEY not in class_map or not isinstance(encoder, str):
+        return None
+    lowered = encoder.lower()
+    if KEY in lowered and "auto" in class_map and not any(key in lowered for key in class_map if key != KEY):
+        return "auto"
+    return None
 
 
 def device_for(encoder: Any, encoder_class: str | None, requested: Any, resolved: str) -> str:
@@ -82,7 +110,7 @@ def device_for(encoder: Any, encoder_class: str | None, requested: Any, resolved
     fell back to CPU only because torch sees no CUDA, the requested device is given back when onnxruntime
     can use it. Every other encoder, and every other case, keeps Pyserini's choice.
     """
-    ours = encoder_class == KEY or (encoder_class is None and is_diffret_name(encoder))
+    ours = encoder_class == KEY or (encoder_class is None and is_ours(encoder))
     asked = str(requested or "cpu").strip().lower()
     if not ours or resolved != "cpu" or asked == "cpu":
         return resolved
@@ -123,23 +151,24 @@ DENSE_QUERY_ENCODER = _LazyClass("pyserini_diffret.encoders.query", "DiffRetDens
 IMPACT_QUERY_ENCODER = _LazyClass("pyserini_diffret.encoders.query", "DiffRetImpactQueryEncoder")
 
 
-def _put_first(mapping: dict, key: str, value: Any) -> None:
-    """Make ``key`` the first entry of ``mapping``, in place (other modules hold the same dict)."""
-    items = [(k, v) for k, v in mapping.items() if k != key]
-    mapping.clear()
+def _put_last(mapping: dict, key: str, value: Any) -> None:
+    """Make ``key`` the last entry of ``mapping``, in place (other modules hold the same dict).
+
+    Last, so that Pyserini's first-substring-match loop over the keys meets every one of its own keys first.
+    """
+    mapping.pop(key, None)
     mapping[key] = value
-    mapping.update(items)
 
 
 # -- module patches -----------------------------------------------------------------------------------
 def patch_encode_package(module) -> None:
-    _put_first(module.document_encoder_class_map, KEY, DOCUMENT_ENCODER)
-    _put_first(module.query_encoder_class_map, KEY, DENSE_QUERY_ENCODER)
+    _put_last(module.document_encoder_class_map, KEY, DOCUMENT_ENCODER)
+    _put_last(module.query_encoder_class_map, KEY, DENSE_QUERY_ENCODER)
 
 
 def _is_diffret_impact_encoder(query_encoder: Any) -> bool:
     if isinstance(query_encoder, (str, os.PathLike)):
-        return is_diffret_name(query_encoder) and not os.path.isfile(query_encoder)
+        return is_ours(query_encoder) and not os.path.isfile(query_encoder)
     return bool(getattr(query_encoder, "diffret_impact", False))
 
 
@@ -188,7 +217,7 @@ def patch_faiss_searcher(module) -> None:
 
     @functools.wraps(original)
     def _init_encoder_from_str(encoder):
-        if is_diffret_name(encoder):
+        if is_ours(encoder):
             return DENSE_QUERY_ENCODER(os.fspath(encoder))
         return original(encoder)
 
@@ -199,11 +228,14 @@ def patch_faiss_searcher(module) -> None:
 # -- source rewrites (for code under ``if __name__ == "__main__":``) ----------------------------------
 _CHOICES = re.compile(r"""(add_argument\(\s*['"]--encoder-class['"][^)]*?choices\s*=\s*\[)""")
 _RESOLVE_DEVICE = re.compile(r"^(    )(device = resolve_device\(device, backend='torch'\))$", re.MULTILINE)
-# After Pyserini resolves --device with torch: pick our class for a model folder, and give our ONNX models
-# back the device that onnxruntime (not torch) can reach.
-_AFTER_RESOLVE_DEVICE = (rf"\1_diffret_requested_device = device; \2; encoder_class = {_MARK}.class_hint(encoder, "
-                         rf"encoder_class); device = {_MARK}.device_for(encoder, encoder_class, _diffret_requested_device, "
-                         "device)")
+# After Pyserini resolves --device with torch: the class to go on with (``class_hint``, given the command's
+# class map), and our ONNX models get back the device that onnxruntime (not torch) can reach.
+def _after_resolve_device(class_map: str) -> str:
+    return (rf"\1_diffret_requested_device = device; \2; encoder_class = {_MARK}.class_hint(encoder, "
+            rf"encoder_class, {class_map}); device = {_MARK}.device_for(encoder, encoder_class, "
+            "_diffret_requested_device, device)")
+
+
 _INIT_ENCODER = re.compile(r"^([ \t]*encoder = init_encoder\(.*\))[ \t]*$", re.MULTILINE)
 _MIN_IDF = re.compile(r"""(add_argument\(\s*['"]--min-idf['"],\s*type=int,\s*)default=0\b""")
 
@@ -224,7 +256,8 @@ def rewrite_encode_main(source: str) -> str:
     module = "pyserini.encode.__main__"
     source = _with_import(source, module)
     source = _sub(_CHOICES, r'\1"diffret", ', source, module, "--encoder-class choices")
-    source = _sub(_RESOLVE_DEVICE, _AFTER_RESOLVE_DEVICE, source, module, "init_encoder")
+    source = _sub(_RESOLVE_DEVICE, _after_resolve_device("document_encoder_class_map"), source, module,
+                  "init_encoder")
     return _sub(_INIT_ENCODER,
                 rf'\1; {_MARK}.configure_document_encoder(encoder, args, globals().get("encoder_parser"))',
                 source, module, "encoder = init_encoder(...)")
@@ -234,7 +267,8 @@ def rewrite_faiss_main(source: str) -> str:
     module = "pyserini.search.faiss.__main__"
     source = _with_import(source, module)
     source = _sub(_CHOICES, r'\1"diffret", ', source, module, "--encoder-class choices")
-    return _sub(_RESOLVE_DEVICE, _AFTER_RESOLVE_DEVICE, source, module, "init_query_encoder")
+    return _sub(_RESOLVE_DEVICE, _after_resolve_device("query_encoder_class_map"), source, module,
+                "init_query_encoder")
 
 
 def rewrite_lucene_main(source: str) -> str:

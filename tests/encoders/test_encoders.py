@@ -120,11 +120,12 @@ def test_torch_models_keep_pyserinis_device_fallback(plain_model_dir, monkeypatc
     assert registration.device_for(str(plain_model_dir), "diffret", "cuda:0", "cpu") == "cpu"
 
 
-def test_class_maps_put_diffret_first_and_build_lazily(model_dir):
+def test_class_maps_put_diffret_last_and_build_lazily(model_dir):
     import pyserini.encode as encode
 
-    assert list(encode.document_encoder_class_map)[:2] == ["diffret", "dpr"]
-    assert list(encode.query_encoder_class_map)[:2] == ["diffret", "dkrr"]
+    # Last: Pyserini's first-substring-match loop meets all of its own keys first (see test_resolution.py).
+    documents, queries = list(encode.document_encoder_class_map), list(encode.query_encoder_class_map)
+    assert (documents[0], documents[-1], queries[0], queries[-1]) == ("dpr", "diffret", "dkrr", "diffret")
     encoder = encode.document_encoder_class_map["diffret"](model_name=str(model_dir), device="cpu", l2_norm=True)
     assert type(encoder).__name__ == "DiffRetDocumentEncoder" and encoder.device == "cpu"
     query = encode.query_encoder_class_map["diffret"](encoder_dir=str(model_dir), tokenizer_name=None, device="cpu",
@@ -153,9 +154,10 @@ PYSERINI = Path(__import__("pyserini").__file__).parent
 
 @pytest.mark.parametrize("module, rewrite, expected", [
     ("encode/__main__.py", registration.rewrite_encode_main,
-     ['choices=["diffret", "dpr"', "class_hint(encoder, encoder_class)", "configure_document_encoder(encoder, args"]),
+     ['choices=["diffret", "dpr"', "class_hint(encoder, encoder_class, document_encoder_class_map)",
+      "configure_document_encoder(encoder, args"]),
     ("search/faiss/__main__.py", registration.rewrite_faiss_main,
-     ['choices=["diffret", ', "class_hint(encoder, encoder_class)"]),
+     ['choices=["diffret", ', "class_hint(encoder, encoder_class, query_encoder_class_map)"]),
     ("search/lucene/__main__.py", registration.rewrite_lucene_main,
      ["'--min-idf', type=int, default=_diffret_registration.DEFAULT_MIN_IDF"]),
 ])
@@ -185,8 +187,8 @@ def test_explicit_option_detection():
 
 
 def test_hook_switch_leaves_pyserini_untouched():
-    code = "import pyserini.encode as e; print('FIRST', list(e.document_encoder_class_map)[0])"
-    assert "FIRST diffret" in run_python("-c", code).stdout
+    code = "import pyserini.encode as e; print('LAST', list(e.document_encoder_class_map)[-1])"
+    assert "LAST diffret" in run_python("-c", code).stdout
     # switched off, importing Pyserini loads nothing of ours (offline, Pyserini's own import would fail here)
     code = "import sys, pyserini; print('LOADED', 'pyserini_diffret' in sys.modules)"
     assert "LOADED False" in run_python("-c", code, PYSERINI_DIFFRET_HOOK="0").stdout
