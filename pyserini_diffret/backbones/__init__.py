@@ -33,7 +33,8 @@ def detect_backbone(path: Path) -> str:
         return "mlm"
     raise ValueError(
         f"{path}: cannot tell the backbone from config.json (model_type={model_type!r}, "
-        f"architectures={architectures}); pass backbone= one of {', '.join(BACKBONES)}"
+        f"architectures={architectures}); recognised: model_type 'dream' (Dream) or 'llada*' (LLaDA), or an "
+        f"architecture ending in ForMaskedLM (mlm); pass backbone= one of {', '.join(BACKBONES)}"
     )
 
 

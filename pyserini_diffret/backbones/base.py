@@ -31,16 +31,68 @@ def read_hf_config(path: Path) -> dict[str, Any]:
     return json.loads(config_file.read_text(encoding="utf-8"))
 
 
-def load_tokenizer(path: Path):
-    from transformers import AutoTokenizer  # noqa: PLC0415
+# Tokenizer classes that real folders ship as remote code but that are the library's own class under another
+# name. Dream's ``tokenization_dream.DreamTokenizer`` is Qwen2's byte-level BPE tokenizer (same vocab.json and
+# merges.txt files, the same pre-tokenization pattern and NFC normalisation, unknown/EOS/pad
+# ``<|endoftext|>``), so it loads as ``transformers.Qwen2Tokenizer`` without running the folder's code.
+EQUIVALENT_TOKENIZERS: dict[str, str] = {"DreamTokenizer": "Qwen2Tokenizer"}
 
-    has_tokenizer = any(
-        (path / name).is_file()
-        for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "tokenizer.model", "vocab.json")
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "tokenizer.model", "vocab.json")
+
+
+def _json_or_empty(file: Path) -> dict[str, Any]:
+    import json  # noqa: PLC0415
+
+    try:
+        value = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _remote_tokenizer(path: Path) -> tuple[str | None, str | None]:
+    """``(class reference in auto_map, tokenizer_class)`` from tokenizer_config.json; (None, ...) without auto_map."""
+    config = _json_or_empty(path / "tokenizer_config.json")
+    auto_map = config.get("auto_map")
+    refs = auto_map if isinstance(auto_map, (list, tuple)) else (auto_map or {}).get("AutoTokenizer")
+    refs = [refs] if isinstance(refs, str) else [r for r in (refs or []) if r]
+    return (refs[0] if refs else None), config.get("tokenizer_class")
+
+
+def remote_code_error(path: Path, what: str) -> ValueError:
+    return ValueError(
+        f"{path}: {what} ships as code in the model folder; it is not run unless you trust it: load with "
+        "trust_remote_code=True (CLI: --trust-remote-code)"
     )
-    if not has_tokenizer:
+
+
+def load_tokenizer(path: Path, *, trust_remote_code: bool = False):
+    """The folder's tokenizer. Never asks on stdin: without ``trust_remote_code`` a tokenizer whose code ships
+    in the folder is refused with an error naming the folder and the option (no folder code runs), except for
+    the known equivalents of library tokenizers (``EQUIVALENT_TOKENIZERS``)."""
+    import transformers  # noqa: PLC0415
+
+    path = Path(path)
+    if not any((path / name).is_file() for name in _TOKENIZER_FILES):
         raise FileNotFoundError(f"{path}: no tokenizer files (tokenizer.json, tokenizer_config.json, vocab.txt...)")
-    return AutoTokenizer.from_pretrained(str(path))
+    trust_remote_code = bool(trust_remote_code)
+    reference, tokenizer_class = _remote_tokenizer(path)
+    if reference is not None and not trust_remote_code:
+        equivalent = EQUIVALENT_TOKENIZERS.get(str(tokenizer_class).removesuffix("Fast"))
+        if equivalent is None:
+            raise remote_code_error(path, f"the tokenizer ({reference}, auto_map in tokenizer_config.json)")
+        return getattr(transformers, equivalent).from_pretrained(str(path), trust_remote_code=False)
+    kwargs = {}
+    if not trust_remote_code and "auto_map" in _json_or_empty(path / "config.json"):
+        # The model's config is remote code (Dream, LLaDA): the tokenizer does not need it, and reading it
+        # without its code only makes transformers warn.
+        kwargs["config"] = transformers.PreTrainedConfig()
+    try:
+        return transformers.AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code, **kwargs)
+    except ValueError as error:
+        if not trust_remote_code and "trust_remote_code" in str(error):
+            raise remote_code_error(path, "the tokenizer") from error
+        raise
 
 
 def token_id(tokenizer, token: str, what: str, path: Path) -> int:

@@ -1,10 +1,12 @@
 """Decoder-shaped backbones: Dream and LLaDA (masked diffusion LMs with bidirectional attention), and
 the autoregressive PromptReps baseline.
 
-Real Dream/LLaDA checkpoints ship their modelling code in the model folder (``auto_map`` in
-config.json), loaded only with ``trust_remote_code=True``. A folder with a stock Qwen2/Llama
-architecture is run with full bidirectional attention instead (``config.is_causal = False``): that is
-how the tests build small random stand-ins with the real mask tokens and chat templates.
+Real Dream/LLaDA checkpoints ship their modelling code in the model folder (``auto_map`` in config.json).
+By default they load natively, as the library's Qwen2/Llama decoders with full bidirectional attention
+(``native.py``: config and weight names mapped, no folder code run); ``trust_remote_code=True`` loads the
+folder's own code instead. A folder with a stock Qwen2/Llama architecture is run with full bidirectional
+attention too (``config.is_causal = False``): that is how the tests build small random stand-ins with the
+real mask tokens and chat templates.
 """
 from __future__ import annotations
 
@@ -19,6 +21,16 @@ from pyserini_diffret.core.prompts import SlotLayout
 
 
 class _Passthrough(nn.Module):
+    """Stands in for an LM head that the model would otherwise apply inside its own forward.
+
+    The real head is kept on it (outside ``_modules``) so that another adapter built on the same model finds
+    it again.
+    """
+
+    def __init__(self, head: nn.Module) -> None:
+        super().__init__()
+        self.__dict__["replaced_head"] = head
+
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return hidden
 
@@ -27,19 +39,29 @@ def _load_decoder(path: Path, dtype: torch.dtype, trust_remote_code: bool, bidir
                   remote_class: str) -> nn.Module:
     import transformers  # noqa: PLC0415
 
+    from pyserini_diffret.backbones import native  # noqa: PLC0415
+
     hf_config = read_hf_config(path)
-    if "auto_map" in hf_config:
-        if not trust_remote_code:
-            raise ValueError(
-                f"{path}: this model's code ships in its folder (auto_map in config.json); "
-                "load it with trust_remote_code=True (CLI: --trust-remote-code) if you trust it"
-            )
+    if trust_remote_code and "auto_map" in hf_config:
         loader = getattr(transformers, remote_class)
         return loader.from_pretrained(str(path), dtype=dtype, trust_remote_code=True)
-    config = transformers.AutoConfig.from_pretrained(str(path))
+    if native.native_model_type(hf_config) is not None:
+        return native.load_native(path, dtype=dtype, bidirectional=bidirectional, hf_config=hf_config)
+    model_type = hf_config.get("model_type")
+    if "auto_map" in hf_config or model_type not in transformers.CONFIG_MAPPING:
+        where = "its code ships in the folder (auto_map in config.json)" if "auto_map" in hf_config else \
+            "transformers has no such model type"
+        raise ValueError(
+            f"{path}: model_type {model_type!r} cannot be loaded natively ({where}); native loaders exist for "
+            f"model_type {native.supported_model_types()} and for the model types transformers knows "
+            "(e.g. 'qwen2', 'llama'); load it with trust_remote_code=True (CLI: --trust-remote-code) if you trust "
+            "its code"
+        )
+    config = transformers.AutoConfig.from_pretrained(str(path), trust_remote_code=False)
     if bidirectional:
         config.is_causal = False
-    return transformers.AutoModelForCausalLM.from_pretrained(str(path), config=config, dtype=dtype)
+    return transformers.AutoModelForCausalLM.from_pretrained(str(path), config=config, dtype=dtype,
+                                                             trust_remote_code=False)
 
 
 class DecoderBackbone(Backbone):
@@ -52,7 +74,7 @@ class DecoderBackbone(Backbone):
     @classmethod
     def load(cls, path: Path, *, mask_token: str | None, dtype: torch.dtype, trust_remote_code: bool,
              logit_shift: int = 0) -> "DecoderBackbone":
-        tokenizer = load_tokenizer(path)
+        tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
         model = _load_decoder(path, dtype, trust_remote_code, cls.bidirectional, cls.remote_class)
         return cls.from_model(model, tokenizer, mask_token=mask_token, path=path, logit_shift=logit_shift)
 
@@ -86,22 +108,27 @@ class DecoderBackbone(Backbone):
     def _prepare(self) -> None:
         """Split the model into a body (ids -> final normed hidden states) and its LM head.
 
-        Both are parts of ``self.model``; they are kept out of ``_modules`` so that parameters are not
-        registered twice.
+        Every parameter is registered exactly once, so ``.to()``, ``.parameters()`` and tracing see them all.
+        Stock decoders (and the native Dream/LLaDA loads): the body is ``model.model`` and the head stays
+        ``model``'s own module (``model.lm_head``). LLaDA's remote code computes logits inside its base model:
+        the whole model runs as the body with its head swapped for a pass-through, so that its "logits" are
+        the final hidden states, and the real head is registered on the adapter (``_head``).
         """
         model = self.model
         head = model.get_output_embeddings()
+        if isinstance(head, _Passthrough):  # a second adapter on a model that an earlier one split
+            head = head.replaced_head
         inner = getattr(model, "model", None)
         if inner is None or getattr(model.config, "model_type", "") == "llada":
             if getattr(model.config, "weight_tying", False):
                 # The head is the input embedding there: swapping it would also remove the embeddings.
                 raise NotImplementedError("LLaDA variants with tied input/output embeddings are not supported")
-            # LLaDA's remote code computes logits inside its base model: run the whole model with the
-            # LM head swapped for a pass-through, so that its "logits" are the final hidden states.
-            model.set_output_embeddings(_Passthrough())
-            inner = model
-        self.__dict__["_body"] = inner
-        self.__dict__["_head"] = head
+            model.set_output_embeddings(_Passthrough(head))
+            self.__dict__["_body"] = model
+            self._head = head  # registered here: it left model's module tree
+        else:
+            self.__dict__["_body"] = inner
+            self.__dict__["_head"] = head  # already registered inside model
 
     @property
     def body(self) -> nn.Module:

@@ -40,7 +40,7 @@ class MaskedLMBackbone(Backbone):
              logit_shift: int = 0) -> "MaskedLMBackbone":
         from transformers import AutoModelForMaskedLM  # noqa: PLC0415
 
-        tokenizer = load_tokenizer(path)
+        tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
         model = AutoModelForMaskedLM.from_pretrained(str(path), dtype=dtype, trust_remote_code=trust_remote_code)
         return cls.from_model(model, tokenizer, mask_token=mask_token, path=path, logit_shift=logit_shift)
 

@@ -392,7 +392,6 @@ def test_llada_typed_model_with_tied_embeddings_is_refused(tiny_model_dirs):
         LLaDABackbone.from_model(*_llada_typed(tiny_model_dirs["llada"], weight_tying=True))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11: LLaDA head not registered")
 def test_llada_typed_head_is_registered_and_moves_with_the_adapter(adapters, tiny_model_dirs):
     adapter = LLaDABackbone.from_model(*_llada_typed(tiny_model_dirs["llada"]))
     assert callable(adapter.lm_head)
