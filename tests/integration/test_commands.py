@@ -1,8 +1,7 @@
 """Pyserini's own commands with ``--encoder diffret``, end to end on the sample collection (subprocesses).
 
-The model folders are tiny random models with a ``diffret_config.json`` (tests/workflow/fixtures.py):
-``model_dir``'s name holds ``diffret`` (Pyserini's substring rule, as for ``--encoder diffret``), and
-``plain_model_dir``'s does not (``--encoder-class diffret`` and config-folder detection).
+The model folders are tiny random models with a ``diffret_config.json`` (tests/workflow/fixtures.py), which
+is what makes ``--encoder DIR`` ours; ``plain_model_dir`` also runs through ``--encoder-class diffret``.
 """
 from __future__ import annotations
 

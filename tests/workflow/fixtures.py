@@ -1,8 +1,8 @@
 """Shared test material for the workflow, encoder and command tests (built once per session).
 
 - ``model_dir``: a tiny random BERT masked LM (tests/tiny_models.py) with a ``diffret_config.json``,
-  so ``--encoder DIR`` needs no backbone flag. Its folder name holds ``diffret`` (Pyserini's substring rule).
-- ``plain_model_dir``: the same model in a folder whose name does not (``--encoder-class diffret`` route).
+  so ``--encoder DIR`` needs no backbone flag and is recognised as ours by that file.
+- ``plain_model_dir``: a copy in another folder (for the ``--encoder-class diffret`` route and comparisons).
 - ``sample``: the shipped sample collection (BEIR layout) as ``(corpus, queries, qrels)``.
 - ``encoded_sample``: the sample corpus encoded once by ``python -m pyserini_diffret.encode`` (subprocess).
 Fixtures are cached at module level so that several test modules share one build.
