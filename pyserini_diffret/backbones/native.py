@@ -318,31 +318,64 @@ def checkpoint_entries(path: Path) -> dict[str, _Entry]:
                           "only; load other formats with trust_remote_code=True)")
 
 
-def _read_tensor(handle, entry: _Entry) -> torch.Tensor:
-    """The tensor's bytes read straight into a new tensor (no intermediate buffer, no memory map)."""
-    tensor = torch.empty(entry.shape, dtype=entry.dtype)
-    view = memoryview(tensor.reshape(-1).view(torch.uint8).numpy()) if entry.nbytes else memoryview(b"")
-    handle.seek(entry.start)
-    done = 0
-    while done < entry.nbytes:
+_CHUNK_BYTES = 32 * 1024 * 1024  # converting dtypes: read this much at a time into a reused buffer
+
+
+def _read_into(handle, file: Path, start: int, view: memoryview) -> None:
+    handle.seek(start)
+    done, total = 0, len(view)
+    while done < total:
         got = handle.readinto(view[done:])
         if not got:
-            raise NativeLoadError(f"{entry.file}: truncated at byte {entry.start + done}")
+            raise NativeLoadError(f"{file}: truncated at byte {start + done}")
         done += got
+
+
+def _bytes(tensor: torch.Tensor) -> memoryview:
+    return memoryview(tensor.reshape(-1).view(torch.uint8).numpy()) if tensor.numel() else memoryview(bytearray())
+
+
+def _read_tensor(handle, entry: _Entry, dtype: torch.dtype | None = None,
+                 scratch: torch.Tensor | None = None) -> torch.Tensor:
+    """The tensor read straight from the file into its final storage (no memory map, no full-size copy).
+
+    With another ``dtype``, the file's values go through ``scratch`` (a reused byte buffer) and are converted
+    into the final tensor chunk by chunk, so a conversion never holds the tensor twice.
+    """
+    if dtype is None or dtype == entry.dtype:
+        tensor = torch.empty(entry.shape, dtype=entry.dtype)
+        _read_into(handle, entry.file, entry.start, _bytes(tensor))
+        return tensor
+    if scratch is None:
+        scratch = torch.empty(_CHUNK_BYTES, dtype=torch.uint8)
+    tensor = torch.empty(entry.shape, dtype=dtype)
+    flat = tensor.view(-1)
+    size = entry.dtype.itemsize
+    step = max(1, scratch.numel() // size)
+    for first in range(0, flat.numel(), step):
+        count = min(step, flat.numel() - first)
+        part = scratch[:count * size]
+        _read_into(handle, entry.file, entry.start + first * size, _bytes(part))
+        flat[first:first + count].copy_(part.view(entry.dtype))
     return tensor
 
 
-def iter_tensors(entries: dict[str, _Entry]) -> Iterator[tuple[str, torch.Tensor]]:
-    """``(name, tensor)`` file by file, in file order; one tensor in memory at a time beyond the caller's."""
+def iter_tensors(entries: dict[str, _Entry], dtype: torch.dtype | None = None) -> Iterator[tuple[str, torch.Tensor]]:
+    """``(name, tensor)`` file by file, in file order, cast to ``dtype`` when given (floating tensors only);
+    one tensor in memory at a time beyond what the caller keeps."""
     if sys.byteorder != "little":
         raise NativeLoadError("the native loader reads safetensors (little-endian) on little-endian machines only")
     by_file: dict[Path, list[tuple[str, _Entry]]] = {}
     for name, entry in entries.items():
         by_file.setdefault(entry.file, []).append((name, entry))
+    scratch = None
     for file in sorted(by_file):
         with open(file, "rb", buffering=0) as handle:
             for name, entry in sorted(by_file[file], key=lambda item: item[1].start):
-                yield name, _read_tensor(handle, entry)
+                cast = dtype if dtype is not None and entry.dtype.is_floating_point and dtype != entry.dtype else None
+                if cast is not None and scratch is None:
+                    scratch = torch.empty(_CHUNK_BYTES - _CHUNK_BYTES % 8, dtype=torch.uint8)
+                yield name, _read_tensor(handle, entry, cast, scratch)
 
 
 # -- the model ------------------------------------------------------------------------------------
@@ -373,7 +406,7 @@ def load_native(path: Path, *, dtype: torch.dtype = torch.float32, bidirectional
     if tied:
         expected.pop("lm_head.weight", None)
     unexpected: list[str] = []
-    for source, tensor in iter_tensors(entries):
+    for source, tensor in iter_tensors(entries, dtype):
         target = arch.rename(source)
         if target is None:
             continue
@@ -386,8 +419,6 @@ def load_native(path: Path, *, dtype: torch.dtype = torch.float32, bidirectional
         if tuple(meta.shape) != tuple(tensor.shape):
             raise NativeLoadError(f"{path}: tensor {source} has shape {tuple(tensor.shape)}, but config.json "
                                   f"implies {tuple(meta.shape)} for {target}")
-        if tensor.dtype != dtype:
-            tensor = tensor.to(dtype)
         module_name, _, leaf = target.rpartition(".")
         model.get_submodule(module_name)._parameters[leaf] = nn.Parameter(tensor, requires_grad=meta.requires_grad)
         del tensor

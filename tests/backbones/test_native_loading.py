@@ -315,6 +315,21 @@ def test_tensors_are_read_exactly(tmp_path, folders, name):
         torch.testing.assert_close(got[key], value, atol=0, rtol=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float64])
+def test_tensors_are_converted_chunk_by_chunk(monkeypatch, folders, dtype):
+    """Another dtype is converted through a small buffer: the same values as converting the whole tensor."""
+    from safetensors.torch import load_file
+
+    from pyserini_diffret.backbones import native
+
+    monkeypatch.setattr(native, "_CHUNK_BYTES", 1000)  # many chunks, and a last partial one
+    expected = load_file(str(folders["llada"] / "model.safetensors"))
+    got = dict(iter_tensors(checkpoint_entries(folders["llada"]), dtype))
+    for key, value in expected.items():
+        assert got[key].dtype == dtype and got[key].shape == value.shape
+        torch.testing.assert_close(got[key], value.to(dtype), atol=0, rtol=0)
+
+
 def test_same_seed_same_bytes(tmp_path):
     for name, write in WRITERS.items():
         a, b = write(tmp_path / f"{name}-a", seed=7), write(tmp_path / f"{name}-b", seed=7)
