@@ -59,6 +59,15 @@ def _remote_tokenizer(path: Path) -> tuple[str | None, str | None]:
     return (refs[0] if refs else None), config.get("tokenizer_class")
 
 
+def _library_tokenizer(name: str | None) -> bool:
+    from transformers.models.auto.tokenization_auto import tokenizer_class_from_name  # noqa: PLC0415
+
+    if not name:
+        return False
+    found = tokenizer_class_from_name(name) or tokenizer_class_from_name(name.removesuffix("Fast"))
+    return found is not None and found.__module__.startswith("transformers.")
+
+
 def remote_code_error(path: Path, what: str) -> ValueError:
     return ValueError(
         f"{path}: {what} ships as code in the model folder; it is not run unless you trust it: load with "
@@ -79,9 +88,14 @@ def load_tokenizer(path: Path, *, trust_remote_code: bool = False):
     reference, tokenizer_class = _remote_tokenizer(path)
     if reference is not None and not trust_remote_code:
         equivalent = EQUIVALENT_TOKENIZERS.get(str(tokenizer_class).removesuffix("Fast"))
-        if equivalent is None:
+        if equivalent is not None:
+            tokenizer = getattr(transformers, equivalent).from_pretrained(str(path), trust_remote_code=False)
+            # Saved again (an export), it is the library's class: no reference to code that is not there.
+            tokenizer.init_kwargs.pop("auto_map", None)
+            return tokenizer
+        if not _library_tokenizer(tokenizer_class):
             raise remote_code_error(path, f"the tokenizer ({reference}, auto_map in tokenizer_config.json)")
-        return getattr(transformers, equivalent).from_pretrained(str(path), trust_remote_code=False)
+        # tokenizer_class names a library class: transformers uses it and leaves the folder's code alone.
     kwargs = {}
     if not trust_remote_code and "auto_map" in _json_or_empty(path / "config.json"):
         # The model's config is remote code (Dream, LLaDA): the tokenizer does not need it, and reading it

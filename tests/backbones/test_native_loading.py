@@ -534,3 +534,67 @@ def test_trust_remote_code_runs_the_folders_code(tmp_path, folders):
     ''')
     proc = run_python("-c", script, HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1")
     assert marker.exists(), proc.stdout + proc.stderr
+
+
+def test_saved_dream_tokenizer_is_the_library_class(tmp_path, folders, no_prompt):
+    """Saved again (as an export does), the Dream tokenizer names Qwen2Tokenizer and no remote code; a folder
+    whose tokenizer_class is a library class loads with it even beside an auto_map, whose code never runs."""
+    from transformers import Qwen2Tokenizer
+
+    saved = tmp_path / "saved"
+    load_tokenizer(folders["dream"]).save_pretrained(str(saved))
+    config = json.loads((saved / "tokenizer_config.json").read_text(encoding="utf-8"))
+    assert "auto_map" not in config and config["tokenizer_class"] == "Qwen2Tokenizer"
+    marker = _plant(saved, "tokenization_dream", "DreamTokenizer", "PreTrainedTokenizerFast", "Dream")
+    config["auto_map"] = {"AutoTokenizer": ["tokenization_dream.DreamTokenizer", None]}
+    (saved / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    tokenizer = load_tokenizer(saved)
+    assert type(tokenizer) is Qwen2Tokenizer and tokenizer.convert_tokens_to_ids("<|mask|>") == DREAM_MASK_ID
+    assert not marker.exists()
+
+
+def test_remote_llada_head_is_found_again_by_a_second_adapter(tmp_path):
+    """LLaDA's remote-code path (model_type "llada" on the model): the head leaves the model for a pass-through
+    and is registered on the adapter, once; a second adapter on the same model finds it again."""
+    from tests.tiny_models import make_llada
+
+    import transformers
+
+    folder = make_llada(tmp_path / "tiny")
+    config = transformers.AutoConfig.from_pretrained(str(folder), trust_remote_code=False)
+    config.is_causal = False
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(folder), config=config, trust_remote_code=False)
+    reference = BACKBONES["llada"].from_model(model, load_tokenizer(folder))  # stock path: head inside model
+    input_ids, mask = _batch([_ids(reference)], reference.layout.pad_id)
+    args = (input_ids, mask, torch.arange(3), len(reference.layout.tail_ids))
+    with torch.no_grad():
+        expected = reference.slot_states(*args)
+    head = model.lm_head
+    model.config.model_type = "llada"
+    first = BACKBONES["llada"].from_model(model, reference.tokenizer)
+    second = BACKBONES["llada"].from_model(model, reference.tokenizer, logit_shift=1)
+    for adapter in (first, second):
+        assert adapter._head is head and dict(adapter.named_modules())["_head"] is head
+        names = [n for n, _ in adapter.named_parameters()]
+        assert len(names) == len(set(names)) and names.count("_head.weight") == 1
+        assert "model.lm_head.weight" not in names
+    with torch.no_grad():
+        got = first.slot_states(*args)
+    torch.testing.assert_close(got[0], expected[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got[1], expected[1], atol=1e-5, rtol=1e-5)
+    first.to(torch.float64)
+    assert head.weight.dtype == torch.float64
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_onnx_export_of_a_natively_loaded_folder(tmp_path, folders, name):
+    """The natively loaded model traces to ONNX and the export encodes as the torch model does."""
+    from pyserini_diffret import load_model
+    from pyserini_diffret.onnx_export.exporter import export_model
+
+    exported = export_model(folders[name], tmp_path / "onnx")
+    texts = ["what reduces fractures?", "bone"]
+    torch_reps = load_model(folders[name]).encode_queries(texts)
+    onnx_reps = load_model(exported).encode_queries(texts)
+    np.testing.assert_allclose(onnx_reps.dense, torch_reps.dense, atol=1e-4)
+    assert [ids.tolist() for ids in onnx_reps.term_ids] == [ids.tolist() for ids in torch_reps.term_ids]
