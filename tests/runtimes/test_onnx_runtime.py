@@ -119,8 +119,9 @@ def test_lengths_past_the_position_table_fail_before_onnxruntime(onnx_dirs, monk
     with pytest.raises(ValueError, match=f"the model has {positions} positions; lower max_document_length"):
         model.set_lengths(document=10_000)
     assert model.config.max_document_length == configured  # refused, so unchanged
-    model.set_lengths(document=configured + 1)  # within the table: taken
-    assert model.config.max_document_length == configured + 1
+    within = model.prompts.max_text_length("document", model.k_doc) + 1
+    model.set_lengths(document=within)  # within the table: taken
+    assert model.config.max_document_length == within
     model.config.max_document_length = 10_000  # set directly: still caught before the graph runs
     monkeypatch.setattr(model.runtime, "run", lambda *args: pytest.fail("the runtime was called"))
     with pytest.raises(ValueError, match=f"{positions} positions"):
