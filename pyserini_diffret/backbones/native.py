@@ -185,7 +185,8 @@ def _llada(path: Path, raw: dict[str, Any]) -> NativeArchitecture:
         mlp_bias=False,
         tie_word_embeddings=tied,
         attention_dropout=0.0,
-        pad_token_id=raw.get("pad_token_id"),
+        # LLaDA's wte has no padding_idx (its pad id is EOS, a real tail token): keep every row trainable.
+        pad_token_id=None,
         bos_token_id=raw.get("bos_token_id"),
         eos_token_id=raw.get("eos_token_id"),
         use_cache=False,
@@ -405,29 +406,33 @@ def load_native(path: Path, *, dtype: torch.dtype = torch.float32, bidirectional
     tied = bool(getattr(arch.config, "tie_word_embeddings", False))
     if tied:
         expected.pop("lm_head.weight", None)
+    # Check every name and shape before reading any data.
+    plan: dict[str, str] = {}
     unexpected: list[str] = []
-    for source, tensor in iter_tensors(entries, dtype):
+    for source, entry in sorted(entries.items()):
         target = arch.rename(source)
-        if target is None:
-            continue
+        if target is None or (tied and target == "lm_head.weight"):
+            continue  # not a parameter (rotary buffers), or a head that a tied checkpoint still stores
+        if target in plan.values():
+            raise NativeLoadError(f"{path}: two tensors map to {target} ({source} and another)")
         if target not in expected:
-            if tied and target == "lm_head.weight":
-                continue  # a tied checkpoint may still store the head
             unexpected.append(source)
             continue
-        meta = expected.pop(target)
-        if tuple(meta.shape) != tuple(tensor.shape):
-            raise NativeLoadError(f"{path}: tensor {source} has shape {tuple(tensor.shape)}, but config.json "
-                                  f"implies {tuple(meta.shape)} for {target}")
-        module_name, _, leaf = target.rpartition(".")
-        model.get_submodule(module_name)._parameters[leaf] = nn.Parameter(tensor, requires_grad=meta.requires_grad)
-        del tensor
+        if tuple(expected[target].shape) != entry.shape:
+            raise NativeLoadError(f"{path}: tensor {source} has shape {entry.shape}, but config.json implies "
+                                  f"{tuple(expected[target].shape)} for {target}")
+        plan[source] = target
     if unexpected:
         raise NativeLoadError(f"{path}: {len(unexpected)} tensor(s) that this {arch.source} layout does not have, "
-                              f"e.g. {unexpected[:5]}")
-    if expected:
-        raise NativeLoadError(f"{path}: {len(expected)} parameter(s) missing from the checkpoint, "
-                              f"e.g. {sorted(expected)[:5]}")
+                              f"e.g. {sorted(unexpected)[:5]}")
+    missing = sorted(set(expected) - set(plan.values()))
+    if missing:
+        raise NativeLoadError(f"{path}: {len(missing)} parameter(s) missing from the checkpoint, e.g. {missing[:5]}")
+    for source, tensor in iter_tensors({name: entries[name] for name in plan}, dtype):
+        target = plan[source]
+        module_name, _, leaf = target.rpartition(".")
+        module = model.get_submodule(module_name)
+        module._parameters[leaf] = nn.Parameter(tensor, requires_grad=expected[target].requires_grad)
     if tied:
         model.lm_head.weight = model.model.embed_tokens.weight
     left = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]

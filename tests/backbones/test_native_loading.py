@@ -187,6 +187,7 @@ def test_llada_config_mapping(folders):
     assert config.rope_parameters["rope_theta"] == raw["rope_theta"]
     assert config.head_dim == raw["d_model"] // raw["n_heads"]
     assert not config.tie_word_embeddings and not config.attention_bias and not config.mlp_bias
+    assert config.pad_token_id is None  # LLaDA's wte has no padding_idx (Dream's has, at its pad id)
     rename = arch.rename
     assert rename("model.transformer.blocks.1.ff_proj.weight") == "model.layers.1.mlp.gate_proj.weight"
     assert rename("model.transformer.blocks.1.up_proj.weight") == "model.layers.1.mlp.up_proj.weight"
@@ -204,6 +205,7 @@ def test_dream_config_mapping(folders):
     assert config.rope_parameters["rope_theta"] == raw["rope_theta"]
     assert config.sliding_window is None and set(config.layer_types) == {"full_attention"}
     assert not config.tie_word_embeddings
+    assert config.pad_token_id == raw["pad_token_id"]  # DreamBaseModel: nn.Embedding(..., padding_idx=pad_token_id)
 
 
 @pytest.mark.parametrize("name", FAMILIES)
@@ -598,3 +600,24 @@ def test_onnx_export_of_a_natively_loaded_folder(tmp_path, folders, name):
     onnx_reps = load_model(exported).encode_queries(texts)
     np.testing.assert_allclose(onnx_reps.dense, torch_reps.dense, atol=1e-4)
     assert [ids.tolist() for ids in onnx_reps.term_ids] == [ids.tolist() for ids in torch_reps.term_ids]
+
+
+@pytest.mark.parametrize(("name", "key", "head"), [("dream", "tie_word_embeddings", "lm_head.weight"),
+                                                   ("llada", "weight_tying", "model.transformer.ff_out.weight")])
+def test_tied_embeddings(tmp_path, folders, name, key, head):
+    """With tied embeddings (no head tensor in the checkpoint) the LM head is the input embedding."""
+    from safetensors.torch import load_file, save_file
+
+    folder = _copy_with_config(tmp_path, folders[name], **{key: True})
+    tensors = load_file(str(folder / "model.safetensors"))
+    del tensors[head]
+    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    model = load_native(folder)
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    names = [n for n, _ in model.named_parameters()]
+    assert "lm_head.weight" not in names and len(names) == len(set(names))
+    ids = torch.tensor([[5, 6, 7]])
+    with torch.no_grad():
+        out = model(input_ids=ids)
+        hidden = model.model(input_ids=ids).last_hidden_state
+    torch.testing.assert_close(out.logits, hidden @ model.model.embed_tokens.weight.T, atol=1e-5, rtol=1e-5)
