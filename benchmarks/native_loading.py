@@ -35,8 +35,10 @@ def _shapes(layers: int, hidden: int, heads: int, kv_heads: int, intermediate: i
         p = f"model.layers.{n}."
         shapes.update({
             p + "self_attn.q_proj.weight": (hidden, hidden), p + "self_attn.q_proj.bias": (hidden,),
-            p + "self_attn.k_proj.weight": (kv_heads * head_dim, hidden), p + "self_attn.k_proj.bias": (kv_heads * head_dim,),
-            p + "self_attn.v_proj.weight": (kv_heads * head_dim, hidden), p + "self_attn.v_proj.bias": (kv_heads * head_dim,),
+            p + "self_attn.k_proj.weight": (kv_heads * head_dim, hidden),
+            p + "self_attn.k_proj.bias": (kv_heads * head_dim,),
+            p + "self_attn.v_proj.weight": (kv_heads * head_dim, hidden),
+            p + "self_attn.v_proj.bias": (kv_heads * head_dim,),
             p + "self_attn.o_proj.weight": (hidden, hidden),
             p + "mlp.gate_proj.weight": (intermediate, hidden), p + "mlp.up_proj.weight": (intermediate, hidden),
             p + "mlp.down_proj.weight": (hidden, intermediate),

@@ -296,8 +296,10 @@ def dream_shapes(*, layers: int, hidden: int, heads: int, kv_heads: int, interme
         p = f"model.layers.{n}."
         shapes.update({
             p + "self_attn.q_proj.weight": (heads * head_dim, hidden), p + "self_attn.q_proj.bias": (heads * head_dim,),
-            p + "self_attn.k_proj.weight": (kv_heads * head_dim, hidden), p + "self_attn.k_proj.bias": (kv_heads * head_dim,),
-            p + "self_attn.v_proj.weight": (kv_heads * head_dim, hidden), p + "self_attn.v_proj.bias": (kv_heads * head_dim,),
+            p + "self_attn.k_proj.weight": (kv_heads * head_dim, hidden),
+            p + "self_attn.k_proj.bias": (kv_heads * head_dim,),
+            p + "self_attn.v_proj.weight": (kv_heads * head_dim, hidden),
+            p + "self_attn.v_proj.bias": (kv_heads * head_dim,),
             p + "self_attn.o_proj.weight": (hidden, heads * head_dim),
             p + "mlp.gate_proj.weight": (intermediate, hidden), p + "mlp.up_proj.weight": (intermediate, hidden),
             p + "mlp.down_proj.weight": (hidden, intermediate),
