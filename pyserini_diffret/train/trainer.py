@@ -168,16 +168,27 @@ def _load_backbone(config: TrainConfig, device: torch.device):
     use_lora = config.lora == "on"
     dtype = torch.float32
     if config.lora == "auto" or config.precision == "bf16":
-        from transformers import AutoConfig  # noqa: PLC0415
-
-        hf = AutoConfig.from_pretrained(str(path), trust_remote_code=config.trust_remote_code)
-        estimate = _parameter_estimate(hf)
+        estimate = _parameter_estimate(_library_config(path, config.trust_remote_code))
         if config.lora == "auto":
             use_lora = estimate > LORA_AUTO_THRESHOLD
     if use_lora and config.precision == "bf16":
         dtype = torch.bfloat16  # frozen base weights in bf16; LoRA weights stay fp32
     adapter = load_backbone(path, settings, dtype=dtype, trust_remote_code=config.trust_remote_code)
     return name, adapter, use_lora, base_config
+
+
+def _library_config(path: Path, trust_remote_code: bool):
+    """The model's transformers config: Dream and LLaDA folders as the native loader maps them (their own
+    config classes are remote code), others through ``AutoConfig``."""
+    from pyserini_diffret.backbones.base import read_hf_config  # noqa: PLC0415
+    from pyserini_diffret.backbones.native import native_architecture, native_model_type  # noqa: PLC0415
+
+    hf_config = read_hf_config(path)
+    if not trust_remote_code and native_model_type(hf_config):
+        return native_architecture(path, hf_config).config
+    from transformers import AutoConfig  # noqa: PLC0415
+
+    return AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
 
 
 def _parameter_estimate(hf_config) -> int:
