@@ -33,8 +33,8 @@ from pyserini_diffret.workflow.collection import (
     CorpusReader, InputError, Position, count_records, shard_range,
 )
 from pyserini_diffret.workflow.store import (
-    SLOT_DTYPES, STORE_FORMAT, StorePaths, StoreWriter, cleanup, merge_stores, read_checkpoint,
-    read_docids, read_manifest,
+    SLOT_DTYPES, STORE_FORMAT, StorePaths, StoreWriter, check_unlocked, cleanup, locks_output, merge_stores,
+    read_checkpoint, read_docids, read_manifest,
 )
 
 CHUNK_BATCHES = 8
@@ -78,6 +78,7 @@ def _fingerprint(files: Sequence[Path]) -> list[list]:
     return [[str(p.resolve()), p.stat().st_size, int(p.stat().st_mtime)] for p in files]
 
 
+@locks_output  # one writer per output folder, for the whole run (store.OutputLock)
 def encode_corpus(corpus: str | os.PathLike, output: str | os.PathLike, model, *, fields: Sequence[str] | None = None,
                   use_titles: bool = True, docid_field: str | None = None, delimiter: str = "\n", shard_id: int = 0,
                   shard_num: int = 1, batch_size: int = 32, chunk_size: int | None = None,
@@ -318,6 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from pyserini_diffret.shared import shared_model  # noqa: PLC0415
 
+        check_unlocked(out.embeddings)  # fail before loading the model if another process writes the folder
         model = shared_model(enc.encoder, enc.device, batch_size=enc.batch_size)
         if enc.max_length is not None:
             model.set_lengths(document=enc.max_length)

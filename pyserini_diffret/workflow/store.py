@@ -18,15 +18,30 @@ the recorded position, so a run killed at any point and restarted produces the s
 uninterrupted one (chunks are cut at the same documents, so batches, padding and numerics match).
 Finalising (building the FAISS index from the raw vectors) is idempotent; ``encode.json`` is written
 last and marks completion.
+
+One writer per folder: an encode (``encode_corpus``, also the run command's encoding step) and a merge hold
+an exclusive ``flock`` on ``OUT/.lock`` from start to finish (``OutputLock``); a second writer fails at
+once with an error naming the holder (pid, host, start time, command, kept in that file while it runs).
+The kernel releases the lock when its process dies, so a killed run never blocks the next one, which takes
+the folder over. Readers do not lock: do not read a folder while it is being written.
 """
 from __future__ import annotations
 
+import errno
+import fcntl
+import functools
+import inspect
 import json
 import os
+import shlex
 import shutil
+import socket
+import sys
+import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 import numpy as np
 
@@ -35,6 +50,7 @@ from pyserini_diffret.core.representations import REPRESENTATIONS
 SLOT_DTYPES = ("float32", "float16")
 CHECKPOINT = ".checkpoint.json"
 MANIFEST = "encode.json"
+LOCK = ".lock"  # flock target; names its holder while held, empty otherwise
 DOCIDS = "docid"
 STORE_FORMAT = 1
 _VECTOR_CHUNK = 65536
@@ -61,6 +77,132 @@ def atomic_write_text(path: Path, text: str) -> None:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     fsync_dir(path.parent)
+
+
+# -- one writer per folder ----------------------------------------------------------------------------
+class OutputLockedError(ValueError):
+    """Another process is writing the output folder."""
+
+
+_BUSY = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+_UNSUPPORTED = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
+
+
+class OutputLock:
+    """An exclusive, non-blocking ``flock`` on ``folder/.lock``, held by one process at a time.
+
+    While held, the file names the holder (pid, host, start time, command) for the error a second writer
+    gets; released, it is emptied. A process that dies loses the lock with it (the kernel drops it), and
+    the next writer takes the folder over and overwrites the stale name. Where the file system does not
+    support ``flock`` (some network or FUSE file systems) the run goes on unlocked, with a warning.
+    """
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.folder = Path(folder)
+        self.path = self.folder / LOCK
+        self._fd: int | None = None
+
+    def acquire(self) -> "OutputLock":
+        if self._fd is not None:
+            raise RuntimeError(f"{self.path}: already held by this object")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            if error.errno in _BUSY:
+                owner = _lock_owner(fd)
+                os.close(fd)
+                raise OutputLockedError(_locked_message(self.folder, owner)) from None
+            os.close(fd)
+            if error.errno in _UNSUPPORTED:
+                warnings.warn(f"{self.path}: the file system does not support locks ({error.strerror}); nothing "
+                              "stops a second process from writing this folder at the same time", stacklevel=3)
+                return self
+            raise
+        owner = {"pid": os.getpid(), "host": socket.gethostname(),
+                 "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+                 "command": shlex.join(getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv])}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(owner) + "\n").encode("utf-8"), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            os.ftruncate(fd, 0)  # no owner named once released (and the same bytes in every finished folder)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def __enter__(self) -> "OutputLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def check_unlocked(folder: str | os.PathLike) -> None:
+    """Fail now (``OutputLockedError``, naming the holder) if another process writes ``folder``; cheap, for
+    commands to call before loading a model. The lock itself is taken later (``OutputLock``)."""
+    path = Path(folder) / LOCK
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return  # no lock file (no writer ever), or not ours to read: the real lock decides
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as error:
+        if error.errno in _BUSY:
+            raise OutputLockedError(_locked_message(Path(folder), _lock_owner(fd))) from None
+        return
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _lock_owner(fd: int) -> dict[str, Any]:
+    """The holder's record; it writes it right after taking the lock, so wait a moment if it is not there yet."""
+    deadline = time.monotonic() + 1.0
+    while True:
+        try:
+            data = json.loads(os.pread(fd, 1 << 16, 0).decode("utf-8"))
+            if isinstance(data, dict) and "pid" in data:
+                return data
+        except (OSError, ValueError):
+            pass
+        if time.monotonic() > deadline:
+            return {}
+        time.sleep(0.02)
+
+
+def _locked_message(folder: Path, owner: dict[str, Any]) -> str:
+    if owner:
+        who = (f"pid {owner.get('pid')} on {owner.get('host')}, since {owner.get('started')}: "
+               f"{owner.get('command')}")
+    else:
+        who = "it did not name itself"
+    return (f"{folder} is being written by another process ({who}); one writer per folder: wait for it to "
+            "finish, or stop it and run again (a run that was stopped or killed is resumed)")
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def locks_output(function: F) -> F:
+    """Decorator: ``function``'s ``output`` argument (a folder) is locked for the whole call (``OutputLock``)."""
+    signature = inspect.signature(function)
+
+    @functools.wraps(function)
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with OutputLock(signature.bind(*args, **kwargs).arguments["output"]):
+            return function(*args, **kwargs)
+
+    return locked  # type: ignore[return-value]
 
 
 def impact_line(docid: str, contents: str, vector: dict[str, int]) -> str:
@@ -298,6 +440,7 @@ def read_docids(path: str | os.PathLike) -> list[str]:
 
 
 # -- merging shards ------------------------------------------------------------------------------------
+@locks_output
 def merge_stores(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, overwrite: bool = False,
                  log=print) -> dict[str, Any]:
     """Merge complete shard folders (in the order given) into one folder with the same layout."""
