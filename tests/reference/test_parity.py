@@ -147,7 +147,7 @@ def test_document_text_rule(models, arch):
 def test_prompt_ids_padding_and_slots(models, item):
     arch, index = item
     case = FIX[arch]["cases"][index]
-    model = models(arch, case["readout"])
+    model = models(arch, case["readout"], case["terms_per_slot"] if case["readout"] == "fine_tuned" else None)
     texts = _texts(arch, case["side"])
     for batch_texts, recorded in zip(_batches(texts, case), case["batches"], strict=True):
         batch = model.prompts.build(batch_texts, case["side"], case["k"])
