@@ -12,6 +12,20 @@ from pyserini_diffret.core.prompts import EncodedBatch
 from pyserini_diffret.core.readout import kept_slots, slot_term_weights
 
 
+_STANDARD_SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+
+
+def stop_token_ids(tokenizer) -> set[int]:
+    """The special tokens that end a zero-shot slot sequence, as the reference's ``all_special_ids`` under its
+    transformers 4.54: the standard special tokens and the additional ones. transformers 5 also counts a
+    tokenizer config's model-specific tokens (LLaDA's ``gmask_token``), which 4.54 does not."""
+    tokens = [getattr(tokenizer, name, None) for name in _STANDARD_SPECIAL_TOKENS]
+    extra = getattr(tokenizer, "extra_special_tokens", None) or getattr(tokenizer, "additional_special_tokens", None)
+    tokens += list(extra.values() if isinstance(extra, dict) else extra or [])
+    ids = tokenizer.convert_tokens_to_ids([str(t) for t in tokens if t])
+    return {int(i) for i in ids if i is not None and i >= 0}
+
+
 class RetrieverModule(nn.Module):
     """Backbone + read-out as one module: the unit the torch runtime runs and the ONNX export traces.
 
@@ -26,7 +40,7 @@ class RetrieverModule(nn.Module):
         self.terms_per_slot = terms_per_slot
         self.tail_length = tail_length
         special = torch.zeros(backbone.vocab_size, dtype=torch.bool)
-        stop_ids = set(backbone.tokenizer.all_special_ids)
+        stop_ids = stop_token_ids(backbone.tokenizer)
         if backbone.layout.mask_id is not None:
             stop_ids.discard(backbone.layout.mask_id)
         special[[i for i in stop_ids if i < backbone.vocab_size]] = True
