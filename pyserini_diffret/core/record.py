@@ -4,18 +4,28 @@ It lives in ``diffret_config.json`` under ``extra["onnx"]`` (the config has ``ru
 and the tokenizer files a folder encodes without the source model: the slot layout (mask id, tail, pad,
 start tokens, chat template or not) is rebuilt from it, and the settings baked into the graph (top-k,
 logit shift, tail length) are compared with the config a caller asks for. Cheap to import: no torch.
+
+Checksums (record format 3): the export records the sha256 of every file it wrote (graph, external data,
+tokenizer files; not ``diffret_config.json``, which holds the record). ``verify_checksums`` checks them at
+load, once per file per process; a per-user cache (``checksum_cache_path``) remembers a file's digest by its
+path, size, modification and change times, device and inode, so a later process does not hash an unchanged
+folder again. Older records (formats 1 and 2) have no checksums and load with the size checks only.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import os
+import time
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pyserini_diffret.core.prompts import SlotLayout
 
 RECORD_KEY = "onnx"
-RECORD_FORMAT = 2  # format 1 called terms_per_slot top_k; it still loads
+RECORD_FORMAT = 3  # 3 added sha256; 2 (no checksums) and 1 (terms_per_slot called top_k) still load
 GRAPH_NAME = "model.onnx"
 EXTERNAL_DATA_NAME = "model.onnx.data"
 INPUT_NAMES = ("input_ids", "attention_mask", "slot_offsets", "content_mask", "stop_truncation")
@@ -54,6 +64,8 @@ class ExportRecord:
     shared_embeddings: list[dict[str, Any]] = field(default_factory=list)
     # int8w/int4w: the weight-only scheme (bits, block size, scales, rounding, calibration; WeightOnlyResult)
     weight_only: dict[str, Any] | None = None
+    # sha256 of every file the export wrote (names relative to the folder), checked at load; empty: none recorded
+    sha256: dict[str, str] = field(default_factory=dict)
     format: int = RECORD_FORMAT
 
     def slot_layout(self) -> SlotLayout:
@@ -86,7 +98,10 @@ class ExportRecord:
         version = data.get("format")
         if version == 1 and "top_k" in data:
             data = {("terms_per_slot" if key == "top_k" else key): value for key, value in data.items()}
-            data["format"] = version = RECORD_FORMAT
+            version = 2
+        if version == 2:  # format 3 only added the checksums
+            data = dict(data, format=RECORD_FORMAT)
+            version = RECORD_FORMAT
         if version != RECORD_FORMAT:
             raise ModelFolderError(
                 f"{origin}: ONNX export record format {version!r} is not supported by this version of "
@@ -109,6 +124,11 @@ class ExportRecord:
             raise ModelFolderError(f"{origin}: the export record's layout lacks {layout_missing}")
         if record.layout["mask_id"] is None:
             raise ModelFolderError(f"{origin}: the export record has no mask id; only one-pass backbones export")
+        if not isinstance(record.sha256, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in record.sha256.items()):
+            raise ModelFolderError(f"{origin}: the export record's sha256 is not an object of file names and digests")
+        for name in record.sha256:
+            member_path(Path("."), name, origin)
         return record
 
     def files(self, folder: Path) -> list[tuple[Path, int | None]]:
@@ -117,3 +137,123 @@ class ExportRecord:
         if self.external_data:
             files.append((folder / self.external_data, self.external_data_bytes))
         return files
+
+
+# -- checksums ---------------------------------------------------------------------------------------------
+CACHE_VARIABLE = "PYSERINI_DIFFRET_CACHE"  # a folder; default $XDG_CACHE_HOME/pyserini-diffret or ~/.cache/...
+CACHE_FILE = "checksums.json"
+CACHE_ENTRIES = 1024  # most recent files remembered
+# A digest is remembered only for a file last changed at least this long ago: on file systems with coarse
+# clocks a file changed again within the same tick would keep its size and times ("racy" entries).
+SETTLE_SECONDS = 2.0
+_HASH_BUFFER = 4 << 20
+_VERIFIED: dict[tuple, str] = {}  # this process: (path, size, mtime_ns, ctime_ns, dev, ino) -> sha256
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    buffer = bytearray(_HASH_BUFFER)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as f:
+        while size := f.readinto(buffer):
+            digest.update(view[:size])
+    return digest.hexdigest()
+
+
+def folder_checksums(folder: Path, names: list[str] | None = None, exclude: tuple[str, ...] = ()) -> dict[str, str]:
+    """sha256 of ``names`` (default: every file under ``folder`` but ``exclude``), by relative POSIX name."""
+    if names is None:
+        names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                       if p.is_file() and p.relative_to(folder).as_posix() not in exclude)
+    return {name: file_sha256(member_path(folder, name, str(folder))) for name in names}
+
+
+def member_path(folder: Path, name: str, origin: str) -> Path:
+    """``folder / name`` for a recorded name, which must stay inside the folder."""
+    parts = PurePosixPath(name).parts
+    if not name or "\\" in name or PurePosixPath(name).is_absolute() or any(part in ("..", ".") for part in parts) \
+            or PurePosixPath(*parts).as_posix() != name:
+        raise ModelFolderError(f"{origin}: the export record names {name!r}, which is not a file name inside the folder")
+    return folder.joinpath(*parts)
+
+
+def checksum_cache_path() -> Path:
+    root = os.environ.get(CACHE_VARIABLE) or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "pyserini-diffret")
+    return Path(root) / CACHE_FILE
+
+
+def verify_checksums(folder: Path, checksums: dict[str, str], origin: str) -> None:
+    """Every recorded file is there and has its recorded sha256; ``ModelFolderError`` naming the file otherwise.
+
+    A file is hashed once per process, and not again by a later process while its path, size, times, device
+    and inode are those the per-user cache remembers (a file is only remembered once settled)."""
+    cached: dict[str, list] | None = None
+    learned: dict[str, list] = {}
+    try:
+        for name, expected in sorted(checksums.items()):
+            file = member_path(folder, name, origin)
+            if not file.is_file():
+                raise ModelFolderError(f"{folder}: incomplete export: {name} is missing")
+            path, key = str(file.resolve()), _stat_key(file.stat())
+            digest = _VERIFIED.get((path, *key))
+            if digest is None:
+                if cached is None:
+                    cached = _read_cache()
+                entry = cached.get(path)
+                if isinstance(entry, list) and entry[:-1] == key and isinstance(entry[-1], str):
+                    digest = entry[-1]
+                else:
+                    digest = file_sha256(file)
+                    after = file.stat()
+                    if _stat_key(after) == key and _settled(after):
+                        learned[path] = [*key, digest]
+                    else:  # changed a moment ago, or while it was hashed: not remembered
+                        key = None
+                if key is not None:
+                    _VERIFIED[(path, *key)] = digest
+            if digest != expected.lower():
+                raise ModelFolderError(
+                    f"{file}: its sha256 differs from the one the export recorded: the file is damaged or replaced; "
+                    "restore it or export the model again"
+                )
+    finally:
+        if learned:
+            _write_cache(learned)
+
+
+def _stat_key(stat: os.stat_result) -> list[int]:
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_dev, stat.st_ino]
+
+
+def _settled(stat: os.stat_result) -> bool:
+    return time.time_ns() - max(stat.st_mtime_ns, stat.st_ctime_ns) >= SETTLE_SECONDS * 1e9
+
+
+def _read_cache() -> dict[str, list]:
+    try:
+        data = json.loads(checksum_cache_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    files = data.get("files") if isinstance(data, dict) and data.get("format") == 1 else None
+    return dict(files) if isinstance(files, dict) else {}
+
+
+def _write_cache(learned: dict[str, list]) -> None:
+    """Add ``learned`` to the per-user cache (best effort: a cache that cannot be written costs a hash later)."""
+    path = checksum_cache_path()
+    files = _read_cache()  # again: another process may have added entries meanwhile
+    for name, entry in learned.items():
+        files.pop(name, None)
+        files[name] = entry  # most recent last
+    files = {name: entry for name, entry in list(files.items())[-CACHE_ENTRIES:] if os.path.exists(name)}
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps({"format": 1, "files": files}, separators=(",", ":")) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pyserini_diffret.core.config import CONFIG_NAME, RetrieverConfig
 from pyserini_diffret.core.prompts import SIDES, PromptBuilder, SlotLayout
-from pyserini_diffret.core.record import RECORD_KEY, ExportRecord, ModelFolderError
+from pyserini_diffret.core.record import RECORD_KEY, ExportRecord, ModelFolderError, verify_checksums
 
 RUNTIMES = ("torch", "onnx")
 ONE_PASS_BACKBONES = ("mlm", "dream", "llada")  # the K slots come from one pass: exportable as one graph
@@ -57,7 +57,8 @@ class ModelSpec:
 
 
 def read_record(path: Path, settings: RetrieverConfig) -> ExportRecord:
-    """The export record of ``path``, checked against the folder's files and the requested settings."""
+    """The export record of ``path``, checked against the folder's files (sizes, then checksums) and the
+    requested settings."""
     origin = str(path / CONFIG_NAME)
     if settings.runtime != "onnx" or RECORD_KEY not in settings.extra:
         if any(path.glob("*.onnx")):
@@ -78,6 +79,8 @@ def read_record(path: Path, settings: RetrieverConfig) -> ExportRecord:
             raise ModelFolderError(
                 f"{file}: {actual} bytes where the export wrote {size}: the file is damaged, truncated or replaced"
             )
+    # Contents: the sha256 of every file the export wrote (records of format 3; older ones have sizes only).
+    verify_checksums(path, record.sha256, origin)
     # Settings built into the graph cannot be overridden at load time.
     for name, value in {"terms_per_slot": record.terms_per_slot, "logit_shift": record.logit_shift}.items():
         if getattr(settings, name) != value:

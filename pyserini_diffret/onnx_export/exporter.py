@@ -14,13 +14,14 @@ input-embedding/LM-head table stored once as int8 with per-row scales, ``tied.py
 weight-only quantisation, 8/4-bit weight blocks with float16 scales, GPTQ rounding calibrated on texts run
 through the fp32 graph, float32 compute, ``weight_only.py``) -> write
 ``model.onnx`` (external data ``model.onnx.data`` above 2 GB), the tokenizer files and
-``diffret_config.json`` (runtime "onnx", export record) into a fresh folder, which replaces ``output`` only
-once complete.
+``diffret_config.json`` (runtime "onnx", export record with the sha256 of every other file written, checked
+at load) into a fresh folder, which replaces ``output`` only once complete.
 """
 from __future__ import annotations
 
 import dataclasses
 import gc
+import json
 import shutil
 import tempfile
 import warnings
@@ -38,6 +39,8 @@ from pyserini_diffret.core.record import (
     RECORD_KEY,
     WEIGHT_ONLY_PRECISIONS,
     ExportRecord,
+    ModelFolderError,
+    folder_checksums,
 )
 from pyserini_diffret.core.spec import ONE_PASS_BACKBONES
 
@@ -176,6 +179,7 @@ def export(source: str | Path, output: str | Path, *, backbone: str | None = Non
         record.graph_bytes = graph_bytes
         record.external_data = EXTERNAL_DATA_NAME if data_bytes is not None else None
         record.external_data_bytes = data_bytes
+        record.sha256 = folder_checksums(folder, exclude=(CONFIG_NAME,))  # every file written but the config
         config = _with_record(config, record)
         config.save(folder)
         _replace(folder, output)
@@ -558,6 +562,31 @@ def _with_record(config: RetrieverConfig, record: ExportRecord) -> RetrieverConf
     extra = {key: value for key, value in config.extra.items() if key != RECORD_KEY}
     extra[RECORD_KEY] = record.to_dict()
     return dataclasses.replace(config, extra=extra)
+
+
+def add_checksums(folder: str | Path, names: list[str]) -> dict[str, str]:
+    """Record the sha256 of ``names`` (the files an export wrote) in the export record of ``folder``, an export
+    made before records had checksums; only the record in ``diffret_config.json`` changes (to format 3).
+
+    It records the files as they are now: run it only on a folder known to be intact. A record that already
+    has checksums is refused (they are written by the export and never replaced)."""
+    folder = Path(folder)
+    path = folder / CONFIG_NAME
+    data = json.loads(path.read_text(encoding="utf-8"))
+    extra = data.get("extra") or {}
+    if RECORD_KEY not in extra:
+        raise ModelFolderError(f"{path}: no export record (not an exported ONNX folder)")
+    record = ExportRecord.from_dict(extra[RECORD_KEY], str(path))
+    if record.sha256:
+        raise ModelFolderError(f"{path}: the export record already has checksums")
+    if CONFIG_NAME in names:
+        raise ValueError(f"{CONFIG_NAME} holds the record and has no checksum")
+    record.sha256 = folder_checksums(folder, list(names))
+    extra[RECORD_KEY] = record.to_dict()
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")  # RetrieverConfig.save's form
+    tmp.replace(path)
+    return record.sha256
 
 
 def _replace(folder: Path, output: Path) -> None:

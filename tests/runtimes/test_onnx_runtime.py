@@ -129,6 +129,16 @@ def test_lengths_past_the_position_table_fail_before_onnxruntime(onnx_dirs, monk
 
 
 # -- damaged and incomplete folders --------------------------------------------------------------------------
+def _without_checksums(folder):
+    """The folder as an export made before records had checksums (format 2): only sizes are checked, so the
+    later checks (tokenizer, graph, slot layout) are reached. Checksums: tests/runtimes/test_checksums.py."""
+    path = folder / CONFIG_NAME
+    data = json.loads(path.read_text())
+    del data["extra"]["onnx"]["sha256"]
+    data["extra"]["onnx"]["format"] = 2
+    path.write_text(json.dumps(data))
+
+
 def test_missing_graph(onnx_copy):
     folder = onnx_copy()
     (folder / GRAPH_NAME).unlink()
@@ -140,6 +150,9 @@ def test_missing_tokenizer(onnx_copy):
     folder = onnx_copy("dream")
     for name in ("tokenizer.json", "tokenizer_config.json"):
         (folder / name).unlink()
+    with pytest.raises(ModelFolderError, match="incomplete export: tokenizer.json is missing"):
+        load_model(folder)  # a recorded file
+    _without_checksums(folder)
     with pytest.raises(ModelFolderError, match="incomplete export: .*no tokenizer files"):
         load_model(folder)
 
@@ -163,6 +176,9 @@ def test_unreadable_graph(onnx_copy):
     folder = onnx_copy()
     graph = folder / GRAPH_NAME
     graph.write_bytes(b"\xff" * graph.stat().st_size)  # same size, garbage inside
+    with pytest.raises(ModelFolderError, match="model.onnx: its sha256 differs .*damaged or replaced"):
+        load_model(folder)
+    _without_checksums(folder)
     with pytest.raises(ModelFolderError, match="onnxruntime cannot load the graph"):
         load_model(folder)
 
@@ -197,5 +213,8 @@ def test_tokenizer_of_another_model(onnx_copy, onnx_dirs):
     folder = onnx_copy("dream")
     for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
         (folder / name).write_bytes((onnx_dirs["llada"] / name).read_bytes())
+    with pytest.raises(ModelFolderError, match="damaged or replaced"):
+        load_model(folder)
+    _without_checksums(folder)
     with pytest.raises(ValueError, match="tokenizer files do not belong to this graph"):
         load_model(folder)
