@@ -224,7 +224,7 @@ def _load_torch(path: Path, settings: RetrieverConfig, *, device: str = "cpu", d
 
 
 def _load_onnx(path: Path, settings: RetrieverConfig, *, device: str = "cpu", batch_size: int = 32,
-               **session_options: Any) -> DiffRetriever:
+               trust_remote_code: bool = False, **session_options: Any) -> DiffRetriever:
     from pyserini_diffret.backbones.base import load_tokenizer  # noqa: PLC0415
     from pyserini_diffret.runtimes.onnx_runtime import OnnxRuntime  # noqa: PLC0415
 
@@ -235,7 +235,8 @@ def _load_onnx(path: Path, settings: RetrieverConfig, *, device: str = "cpu", ba
     if device != "cpu" and spec.precision == "int8":
         warnings.warn(f"{path}: an int8 (dynamic quantisation) export is meant for CPU; on CUDA use fp16", stacklevel=3)
     try:
-        tokenizer = load_tokenizer(path)
+        # The folder's own tokenizer code runs only if the caller asked for it (never a prompt).
+        tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code is True)
     except FileNotFoundError as error:
         raise ModelFolderError(f"incomplete export: {error}") from None
     _check_tokenizer(path, tokenizer, spec)
