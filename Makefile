@@ -1,6 +1,9 @@
 # Two commands: `make demo` (main job on the embedded default) and `make test`.
 # Both set up a project-local virtual environment first (idempotent; redone when a requirements
 # file changes). GPU=1 installs onnxruntime-gpu instead of onnxruntime (never both).
+# make demo [DATA=BEIR_FOLDER] [DEMO_OUTPUT=FOLDER] [OVERWRITE=1]: each collection gets its own folder,
+# runs/demo/sample or runs/demo/<name of the DATA folder>, unless DEMO_OUTPUT names one; OVERWRITE=1
+# encodes and indexes again instead of reusing (--overwrite).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -9,23 +12,26 @@ GPU ?= 0
 ORT_REQUIREMENTS := requirements/onnxruntime-$(if $(filter 1,$(GPU)),gpu,cpu).txt
 STAMP := $(VENV)/.diffret-installed-$(if $(filter 1,$(GPU)),gpu,cpu)
 DATA ?=
-DEMO_OUTPUT ?= runs/demo
+DEMO_OUTPUT ?=
+OVERWRITE ?= 0
 PYTEST_ARGS ?=
 
 .PHONY: setup demo test bench-speed bench-quality clean
 
 setup: $(STAMP)
 
-$(STAMP): setup.py requirements/pyserini-2.4.0.txt $(ORT_REQUIREMENTS) Makefile
+$(STAMP): setup.py requirements/pyserini-2.4.0.txt requirements/onnxruntime-cpu.txt $(ORT_REQUIREMENTS) Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	# The pinned CPU build first: an unpinned torch would pull a multi-GB CUDA build.
 	$(PIP) install torch==2.13.0
 	# Pyserini 2.4.0 declares Python >=3.12 but runs on 3.11: install it alone, then its dependencies.
 	$(PIP) install --no-deps --ignore-requires-python pyserini==2.4.0
-	$(PIP) install -r requirements/pyserini-2.4.0.txt
-	$(if $(filter 1,$(GPU)),-$(PIP) uninstall -y onnxruntime,-$(PIP) uninstall -y onnxruntime-gpu)
-	$(PIP) install -r $(ORT_REQUIREMENTS)
+	# onnxruntime-gpu shares onnxruntime's files: remove it before onnxruntime goes in (GPU=1 puts it back below).
+	if $(PIP) show onnxruntime-gpu >/dev/null 2>&1; then $(PIP) uninstall -y onnxruntime-gpu; fi
+	# Its dependencies and onnxruntime (which Pyserini requires) in one call: pip checks the installed Pyserini's
+	# requirements after each call, and reports a conflict for any that a call leaves out.
+	$(PIP) install -r requirements/pyserini-2.4.0.txt -r requirements/onnxruntime-cpu.txt
 	$(PIP) install -e ".[test,train]"
 	$(if $(filter 1,$(GPU)),$(PIP) uninstall -y onnxruntime && $(PIP) install --force-reinstall --no-deps -r $(ORT_REQUIREMENTS))
 	# Editable installs do not place the start-up hook that registers `--encoder diffret`.
@@ -34,7 +40,7 @@ $(STAMP): setup.py requirements/pyserini-2.4.0.txt $(ORT_REQUIREMENTS) Makefile
 	touch $@
 
 demo: setup
-	$(BIN)/python -m pyserini_diffret.run --output $(DEMO_OUTPUT) $(if $(DATA),--data $(DATA),--sample)
+	$(BIN)/python -m pyserini_diffret.run $(if $(DATA),--data $(DATA),--sample) $(if $(DEMO_OUTPUT),--output $(DEMO_OUTPUT)) $(if $(filter 1,$(OVERWRITE)),--overwrite)
 
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS) tests

@@ -7,7 +7,7 @@ Editable installs do not place it: run ``python -m pyserini_diffret.hook install
 """
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 from setuptools.command.build_py import build_py
 
 HOOK_PTH = "pyserini_diffret.pth"
@@ -30,10 +30,15 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.11",
-    packages=find_packages(include=["pyserini_diffret", "pyserini_diffret.*"]),
+    # The data folders (resources/, resources/sample/..., models/diffret/) have no __init__.py: listed as
+    # namespace packages with their files as package data (setuptools' rule: a folder of package data is
+    # a package; left out of `packages`, each gives a "Package would be ignored" warning). Code folders
+    # without one (core/) are found the same way: find_packages left core/ out of built wheels.
+    packages=find_namespace_packages(include=["pyserini_diffret", "pyserini_diffret.*"],
+                                     exclude=["*.__pycache__"]),
     py_modules=["pyserini_diffret_hook"],
     include_package_data=True,
-    package_data={"pyserini_diffret": ["resources/*", "resources/**/*", "models/**/*"]},
+    package_data={"pyserini_diffret.resources": ["**/*"], "pyserini_diffret.models": ["**/*"]},
     install_requires=[
         "torch>=2.4",
         "transformers>=5,<6",
