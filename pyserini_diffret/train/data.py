@@ -70,7 +70,7 @@ def read_jsonl(path: str | Path, title_separator: str = TITLE_SEPARATOR) -> list
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
-                raise TrainingDataError(f"{where}: not valid JSON ({error.msg} at column {error.colno})") from None
+                raise TrainingDataError(f"{where}: {collection.json_error(error)}") from None
             if not isinstance(record, dict):
                 raise TrainingDataError(f"{where}: expected a JSON object, got {type(record).__name__}")
             query = record.get("query")

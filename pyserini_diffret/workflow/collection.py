@@ -7,7 +7,8 @@ sorted name order):
 - Blank lines are not records (ignored, not counted). A UTF-8 byte-order mark is ignored.
 - Errors name the file and line, and stop the run: malformed JSON, a line that is not a JSON object,
   invalid UTF-8, a missing or empty id, an id with whitespace (TREC runs split on it), a duplicate id,
-  a field that is neither a string nor null, a record with none of the text fields. With
+  a field that is neither a string nor null, a record with none of the text fields, an id or a used field
+  holding an unpaired surrogate (an escaped ``\ud800`` is valid JSON, but no UTF-8 can carry it). With
   ``skip_invalid=True`` such records are skipped instead and counted (``skipped``), never silently.
 - Counted handling, not errors: a requested field missing from a record (or null) is read as empty
   (``missing fields``); a record whose fields are all empty is encoded as the empty text (a valid,
@@ -18,21 +19,27 @@ Fields: with ``fields=None`` each record gives ``title`` (optional) and ``text``
 ``contents``). With explicit fields (Pyserini's ``--fields title text``) the ``title`` field becomes the
 title and the others, joined by a space, the text; a record that has none of them but has ``contents`` is
 split on ``delimiter`` into the fields, as Pyserini does.
+
+Topics (``read_topics``): the same strictness per record (``skip_invalid`` skips and counts in a
+``TopicStats``); a query whose text is empty or only whitespace is dropped and listed there (Pyserini's
+TSV topic reader fails on a query without text, so no such line is ever written).
 """
 from __future__ import annotations
 
 import gzip
 import json
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Iterator, Sequence
+from typing import IO, Iterable, Iterator, Sequence
 
 from pyserini_diffret.core.text import DEFAULT_MAX_CHARS, clip_text
 
 ID_FIELDS = ("id", "_id", "docid")
 CORPUS_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz")
+_SURROGATE = re.compile("[\ud800-\udfff]")  # left unpaired by json.loads ("\ud800"): not encodable as UTF-8
 
 
 class InputError(ValueError):
@@ -75,6 +82,24 @@ class CorpusStats:
 
     def __getitem__(self, name: str) -> int:
         return self.counts.get(name, 0)
+
+
+def check_encodable(value: str, what: str, source: str | os.PathLike, line: int | None) -> str:
+    """``value`` itself, or an ``InputError`` naming ``what`` when it holds a surrogate code point.
+
+    ``json.loads`` turns an escaped lone surrogate (``"\\ud800"``, valid JSON, common in scraped text)
+    into a string that neither UTF-8 nor the tokenizer accepts; found here, it is a bad record.
+    """
+    match = _SURROGATE.search(value)
+    if match:
+        raise InputError(source, line, f"{what} holds an unpaired surrogate ({ascii(match.group())} at character "
+                                       f"{match.start()}): valid JSON, but not text that UTF-8 can encode")
+    return value
+
+
+def json_error(error: json.JSONDecodeError) -> str:
+    """``json``'s message and column, worded as Python words them (``... starting at: column 22``)."""
+    return f"not valid JSON ({error.msg}: column {error.colno})"
 
 
 def corpus_files(path: str | os.PathLike) -> list[Path]:
@@ -204,7 +229,7 @@ class CorpusReader:
         try:
             record = json.loads(text)
         except json.JSONDecodeError as error:
-            raise InputError(path, line, f"not valid JSON ({error.msg} at column {error.colno})") from None
+            raise InputError(path, line, json_error(error)) from None
         if not isinstance(record, dict):
             raise InputError(path, line, f"expected a JSON object, got {type(record).__name__}")
         docid = self._docid(record, path, line)
@@ -230,7 +255,7 @@ class CorpusReader:
             raise InputError(path, line, f"no document id (expected a field {' or '.join(map(repr, names))})")
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise InputError(path, line, f"document id must be a string or an integer, got {type(value).__name__}")
-        docid = str(value)
+        docid = check_encodable(str(value), "document id", path, line)
         if not docid.strip():
             raise InputError(path, line, "empty document id")
         if any(ch.isspace() for ch in docid):
@@ -239,8 +264,10 @@ class CorpusReader:
 
     def _string(self, record: dict, name: str, path: Path, line: int) -> str | None:
         value = record.get(name)
-        if value is None or isinstance(value, str):
+        if value is None:
             return value
+        if isinstance(value, str):
+            return check_encodable(value, f"field {name!r}", path, line)
         raise InputError(path, line, f"field {name!r} must be a string, got {type(value).__name__}")
 
     def _fields(self, record: dict, path: Path, line: int) -> tuple[str | None, str]:
@@ -278,52 +305,102 @@ class CorpusReader:
 
 
 # -- topics and judgements ------------------------------------------------------------------------------
+def _decode(raw: bytes, path: Path, number: int) -> str:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InputError(path, number, f"not valid UTF-8 (byte 0x{raw[error.start:error.start + 1].hex()})") from None
+    return text.lstrip("\ufeff") if number == 1 else text
+
+
 def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
     with open(path, "rb") as f:
         for number, raw in enumerate(f, 1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                raise InputError(path, number, f"not valid UTF-8 (byte 0x{raw[error.start:error.start + 1].hex()})") from None
-            if number == 1:
-                text = text.lstrip("\ufeff")
-            yield number, text
+            yield number, _decode(raw, path, number)
 
 
-def read_topics(path: str | os.PathLike) -> dict[str, str]:
-    """Queries from BEIR ``queries.jsonl`` (``_id``/``id``, ``text``/``title``) or a TSV ``qid<TAB>text``."""
+@dataclass
+class TopicStats:
+    """What ``read_topics`` left out: invalid records skipped (``skip_invalid``), queries without text."""
+
+    skipped: int = 0
+    empty: list[str] = field(default_factory=list)  # ids of queries whose text is empty or whitespace
+
+
+def read_topics(path: str | os.PathLike, skip_invalid: bool = False, stats: TopicStats | None = None) -> dict[str, str]:
+    """Queries from BEIR ``queries.jsonl`` (``_id``/``id``, ``text``/``title``) or a TSV ``qid<TAB>text``.
+
+    Whitespace in a text is collapsed to single spaces. A bad record (malformed JSON or UTF-8, no id, an id
+    with whitespace, a duplicate id, no text, an unpaired surrogate) stops with ``file:line``, or with
+    ``skip_invalid`` is skipped and counted in ``stats.skipped``. A query with an empty text is dropped and
+    its id listed in ``stats.empty``.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(path, None, "no such query file")
+    stats = stats if stats is not None else TopicStats()
     topics: dict[str, str] = {}
+    seen: set[str] = set()
     jsonl = path.name.endswith((".jsonl", ".json"))
-    for number, line in _text_lines(path):
-        if not line.strip():
-            continue
-        if jsonl:
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise InputError(path, number, f"not valid JSON ({error.msg})") from None
-            if not isinstance(record, dict):
-                raise InputError(path, number, "expected a JSON object")
-            qid = next((record[k] for k in ("_id", "id", "qid", "query_id") if k in record), None)
-            text = next((record[k] for k in ("text", "query", "title", "contents") if k in record), None)
-        else:
-            qid, sep, text = line.rstrip("\r\n").partition("\t")
-            if not sep:
-                raise InputError(path, number, "expected 'query id<TAB>query text'")
-        if qid is None or not str(qid).strip():
-            raise InputError(path, number, "no query id")
-        if not isinstance(text, str):
-            raise InputError(path, number, "no query text")
-        qid = str(qid).strip()
-        if any(ch.isspace() for ch in qid):
-            raise InputError(path, number, f"query id {qid!r} contains whitespace")
-        if qid in topics:
-            raise InputError(path, number, f"duplicate query id {qid!r}")
-        topics[qid] = " ".join(text.split())
+                qid, text = _topic(raw, path, number, jsonl, seen)
+            except InputError:
+                if not skip_invalid:
+                    raise
+                stats.skipped += 1
+                continue
+            seen.add(qid)
+            if text:
+                topics[qid] = text
+            else:
+                stats.empty.append(qid)
     return topics
+
+
+def _topic(raw: bytes, path: Path, number: int, jsonl: bool, seen: set[str]) -> tuple[str, str]:
+    line = _decode(raw, path, number)
+    if jsonl:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise InputError(path, number, json_error(error)) from None
+        if not isinstance(record, dict):
+            raise InputError(path, number, "expected a JSON object")
+        qid = next((record[k] for k in ("_id", "id", "qid", "query_id") if k in record), None)
+        text = next((record[k] for k in ("text", "query", "title", "contents") if k in record), None)
+    else:
+        qid, sep, text = line.rstrip("\r\n").partition("\t")
+        if not sep:
+            raise InputError(path, number, "expected 'query id<TAB>query text'")
+    if qid is None or not str(qid).strip():
+        raise InputError(path, number, "no query id")
+    if not isinstance(text, str):
+        raise InputError(path, number, "no query text")
+    qid = check_encodable(str(qid).strip(), "query id", path, number)
+    check_encodable(text, "query text", path, number)
+    if any(ch.isspace() for ch in qid):
+        raise InputError(path, number, f"query id {qid!r} contains whitespace")
+    if qid in seen:
+        raise InputError(path, number, f"duplicate query id {qid!r}")
+    return qid, " ".join(text.split())
+
+
+def dropped_queries(path: str | os.PathLike, stats: TopicStats, judged: Iterable[str] = ()) -> list[str]:
+    """Warning lines for what ``read_topics`` left out of ``path`` (none when nothing was)."""
+    lines = []
+    if stats.skipped:
+        lines.append(f"warning: {stats.skipped} invalid query record{'s' if stats.skipped != 1 else ''} skipped "
+                     f"in {path} (--skip-invalid)")
+    if stats.empty:
+        judged_empty = [qid for qid in stats.empty if qid in set(judged)]
+        lines.append(f"warning: {len(stats.empty)} quer{'ies' if len(stats.empty) != 1 else 'y'} with empty text "
+                     f"dropped from {path} (first: {stats.empty[0]!r}); {len(judged_empty)} of them judged: not "
+                     "searched, they score 0 (trec_eval -c)")
+    return lines
 
 
 def read_qrels(path: str | os.PathLike) -> dict[str, dict[str, int]]:
@@ -356,7 +433,14 @@ def read_qrels(path: str | os.PathLike) -> dict[str, dict[str, int]]:
 
 
 def write_topics_tsv(topics: dict[str, str], path: str | os.PathLike) -> Path:
+    """``qid<TAB>text`` lines, as Pyserini's TSV topic reader reads them: at least one query, every query with
+    a one-line text (its reader fails on a query without text, and finds no topics in an empty file)."""
     path = Path(path)
+    if not topics:
+        raise ValueError(f"{path}: no queries to write (Pyserini's topic reader rejects an empty topics file)")
+    for qid, text in topics.items():
+        if not text.strip() or any(ch in text for ch in "\t\r\n") or not qid or any(ch.isspace() for ch in qid):
+            raise ValueError(f"{path}: query {qid!r} cannot be written as 'id<TAB>text' on one line: {text!r}")
     with open(path, "w", encoding="utf-8", newline="\n") as f:
         for qid, text in topics.items():
             f.write(f"{qid}\t{text}\n")
@@ -388,6 +472,7 @@ def find_beir_files(folder: str | os.PathLike, split: str = "test") -> tuple[Pat
 
 
 __all__ = [
-    "CorpusReader", "Document", "InputError", "Position", "count_records", "corpus_files", "find_beir_files",
-    "read_qrels", "read_topics", "shard_range", "write_topics_tsv", "write_trec_qrels",
+    "CorpusReader", "Document", "InputError", "Position", "TopicStats", "check_encodable", "count_records",
+    "corpus_files", "dropped_queries", "find_beir_files", "json_error", "read_qrels", "read_topics", "shard_range",
+    "write_topics_tsv", "write_trec_qrels",
 ]

@@ -109,3 +109,79 @@ def test_topics_and_qrels(tmp_path):
         read_topics(write_lines(tmp_path / "q2.tsv", ["no tab here"]))
     with pytest.raises(InputError, match=r"r.txt:2: expected 3 \(BEIR\) or 4 \(TREC\) columns"):
         read_qrels(write_lines(tmp_path / "r.txt", ["q1 0 d1 1", "q1 d1"]))
+
+
+# -- hostile strings: a lone surrogate is valid JSON ("\ud800") but no UTF-8 can carry it -----------------
+LONE = "\\ud800"  # as it stands in the file: an escaped, unpaired high surrogate
+
+
+@pytest.mark.parametrize("record, fields, where", [
+    ('{"_id": "x", "title": "T", "text": "caf%s"}', None, "field 'text'"),
+    ('{"_id": "x", "title": "T%s", "text": "t"}', None, "field 'title'"),
+    ('{"_id": "x%s", "text": "t"}', None, "document id"),
+    ('{"id": "x", "contents": "%s body"}', None, "field 'contents'"),
+    ('{"id": "x", "contents": "Title\\n%s body"}', ["title", "text"], "field 'contents'"),
+    ('{"_id": "x", "title": "t", "text": "body %s"}', ["title", "text"], "field 'text'"),
+    ('{"docid": "%s", "contents": "x"}', None, "document id"),
+])
+def test_lone_surrogate_is_a_bad_record(tmp_path, record, fields, where):
+    path = write_lines(tmp_path / "hostile.jsonl", [good(1), good(2), record % LONE, good(3)])
+    with pytest.raises(InputError) as caught:
+        docs(CorpusReader(path, fields=fields))
+    message = str(caught.value)
+    assert message.startswith(f"{path}:3: ") and where in message and "surrogate" in message
+    reader = CorpusReader(path, fields=fields, skip_invalid=True)
+    assert [d.docid for d in docs(reader) if d] == ["d1", "d2", "d3"]
+    assert reader.stats["skipped"] == 1 and reader.stats["read"] == 4
+
+
+def test_paired_surrogates_are_one_character_and_fine(tmp_path):
+    path = write_lines(tmp_path / "emoji.jsonl", ['{"_id": "x", "text": "smile \\ud83d\\ude00"}'])
+    assert [d.text for d in docs(CorpusReader(path))] == ["smile \U0001F600"]
+
+
+@pytest.mark.parametrize("record, where", [
+    ('{"_id": "q2", "text": "what %s"}', "query text"),
+    ('{"_id": "q%s", "text": "what"}', "query id"),
+])
+def test_lone_surrogate_in_a_query(tmp_path, record, where):
+    from pyserini_diffret.workflow.collection import TopicStats
+
+    path = write_lines(tmp_path / "queries.jsonl", ['{"_id": "q1", "text": "one"}', record % LONE,
+                                                    '{"_id": "q3", "text": "three"}'])
+    with pytest.raises(InputError) as caught:
+        read_topics(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}:2: ") and where in message and "surrogate" in message
+    stats = TopicStats()
+    assert read_topics(path, skip_invalid=True, stats=stats) == {"q1": "one", "q3": "three"}
+    assert stats.skipped == 1
+
+
+def test_empty_queries_are_dropped_and_counted(tmp_path):
+    from pyserini_diffret.workflow.collection import TopicStats
+
+    tsv = write_lines(tmp_path / "t.tsv", ["1\tfirst", "2\t", "3\t \t ", "4\tfourth"])
+    stats = TopicStats()
+    assert read_topics(tsv, stats=stats) == {"1": "first", "4": "fourth"}
+    assert stats.empty == ["2", "3"]
+    jsonl = write_lines(tmp_path / "q.jsonl", ['{"_id": "a", "text": ""}', '{"_id": "b", "text": "bee"}'])
+    stats = TopicStats()
+    assert read_topics(jsonl, stats=stats) == {"b": "bee"}
+    assert stats.empty == ["a"]
+
+
+def test_malformed_json_message_reads_well(tmp_path):
+    """json's own "... at" messages ("Invalid control character at", "Unterminated string starting at") get
+    the column after a colon, as Python words them, not "at at column"."""
+    path = write_lines(tmp_path / "c.jsonl", ['{"_id": "x", "text": "unterminated'])
+    with pytest.raises(InputError) as caught:
+        docs(CorpusReader(path))
+    assert str(caught.value) == f"{path}:1: not valid JSON (Invalid control character at: column 35)"
+    path.write_text('{"_id": "x", "text": "unterminated')  # no newline: the string runs to the end
+    with pytest.raises(InputError) as caught:
+        docs(CorpusReader(path))
+    assert str(caught.value) == f"{path}:1: not valid JSON (Unterminated string starting at: column 22)"
+    queries = write_lines(tmp_path / "q.jsonl", ['{"_id": "q", "text": "a" "b"}'])
+    with pytest.raises(InputError, match=r"q.jsonl:1: not valid JSON \(Expecting ',' delimiter: column 26\)$"):
+        read_topics(queries)
