@@ -14,6 +14,9 @@ default 8 batches), so memory does not grow with the corpus (only the set of ids
 duplicate check). Re-running the same command on the same ``OUT`` resumes after the last checkpoint;
 the result is byte-identical to an uninterrupted run (see ``store``). ``--to-faiss`` is accepted for
 Pyserini compatibility; every run writes all ``--representations``.
+
+A corpus that gives no document (an empty file, an empty shard, or every record skipped as invalid) is
+an error: nothing is written as complete, the command exits non-zero.
 """
 from __future__ import annotations
 
@@ -45,6 +48,7 @@ class EncodeResult:
     output: Path
     manifest: dict[str, Any]
     resumed_from: int = 0  # documents already done when this run started
+    encoded_now: int = 0  # documents encoded by this run (0 when it found the folder complete)
     seconds: float = 0.0
     already_complete: bool = False
     accounting: dict[str, int] = field(default_factory=dict)
@@ -131,6 +135,11 @@ def encode_corpus(corpus: str | os.PathLike, output: str | os.PathLike, model, *
                          "shard...); re-run it with the same settings to resume, or pass --overwrite to start again")
     total = count_records(reader.files)
     start, end = shard_range(total, shard_id, shard_num)
+    if total == 0:
+        raise InputError(corpus, None, "no records (the corpus is empty); nothing was encoded")
+    if start == end:
+        raise InputError(corpus, None, f"shard {shard_id} of {shard_num} has no records (the corpus has {total}); "
+                                       "nothing was encoded")
     if checkpoint is not None:
         writer.resume(checkpoint["sizes"])
         position = Position(**checkpoint["position"])
@@ -147,6 +156,7 @@ def encode_corpus(corpus: str | os.PathLike, output: str | os.PathLike, model, *
             counts.setdefault(name, 0)
         writer.checkpoint(_state(digest, position, counts))
     resumed_from = position.record - start
+    encoded_before = counts["encoded"]
 
     k, dim = model.k_doc, int(model.hidden_size)
     bar = _progress(end - start, resumed_from, progress)
@@ -170,6 +180,10 @@ def encode_corpus(corpus: str | os.PathLike, output: str | os.PathLike, model, *
         bar.close()
         writer.close()
     check_accounting(counts)
+    if counts.get("written", 0) == 0:  # every record was skipped as invalid
+        writer.paths.checkpoint.unlink(missing_ok=True)  # nothing worth resuming: a corrected corpus starts afresh
+        raise InputError(corpus, None, f"all {counts.get('read', 0)} records{' of the shard' if shard_num > 1 else ''} "
+                                       "were skipped as invalid (--skip-invalid); nothing was encoded")
     accounting = {name: int(counts.get(name, 0)) for name in
                   ("read", "encoded", "written", "empty_sparse", "skipped", "empty", "missing_fields", "clipped")}
     manifest = {
@@ -189,7 +203,8 @@ def encode_corpus(corpus: str | os.PathLike, output: str | os.PathLike, model, *
         "accounting": accounting,
     }
     writer.finalize(manifest, accounting["written"], dim, k)
-    return EncodeResult(output, manifest, resumed_from=resumed_from, accounting=accounting,
+    return EncodeResult(output, manifest, resumed_from=resumed_from, encoded_now=accounting["encoded"] - encoded_before,
+                        accounting=accounting,
                         seconds=time.perf_counter() - started)
 
 
@@ -340,8 +355,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     paths = StorePaths(result.output, inp.shard_id, out.slot_dtype)
     done = result.accounting.get("written", 0)
-    rate = (done - result.resumed_from) / result.seconds if result.seconds > 0 else 0.0
-    print(f"encoded {result.output} in {result.seconds:.1f} s ({rate:.1f} docs/s)")
+    if result.already_complete:
+        print(f"{result.output}: already complete ({done} documents); nothing encoded")
+    else:
+        new = result.encoded_now
+        rate = f", {new / result.seconds:.1f} docs/s" if new > 0 and result.seconds > 0 else ""
+        resumed = f" (resumed after {result.resumed_from})" if result.resumed_from else ""
+        print(f"encoded {new} documents{resumed} -> {result.output} in {result.seconds:.1f} s{rate}")
     if "impact" in out.representations:
         print(f"  impact vectors: {paths.impact.parent}  (python -m pyserini.index.lucene --collection "
               "JsonVectorCollection --input ... --impact --pretokenized)")

@@ -1,12 +1,19 @@
 """End to end: encode, index, search (sparse, dense single, dense multi, hybrid), evaluate.
 
-    python -m pyserini_diffret.run --output runs/demo --sample
-    python -m pyserini_diffret.run --output runs/scifact --data ../shared/data/scifact [--split test]
+    python -m pyserini_diffret.run --sample                                  # -> runs/demo/sample
+    python -m pyserini_diffret.run --data ../shared/data/scifact [--split test]  # -> runs/demo/scifact
     python -m pyserini_diffret.run --output OUT --corpus C --queries Q --qrels R [--model M]
+
+Without ``--output`` each collection gets its own folder, ``runs/demo/<name>`` (``sample``, the name of the
+``--data`` folder, or of the corpus). A second run on the same folder reuses the encoding and the index;
+``--overwrite`` encodes and indexes again.
 
 Inputs: BEIR layout (``corpus.jsonl`` with ``_id``/``title``/``text``, ``queries.jsonl``, ``qrels/test.tsv``)
 or Pyserini layouts (``id``/``contents`` JSON lines, topics TSV ``qid<TAB>text``, TREC qrels). Only the
-queries that have judgements are searched. Steps, all in one process (the model is loaded once, queries
+queries that have judgements are searched; queries with empty text are dropped (with a warning that counts
+them: Pyserini's topic reader cannot read them back). No document, or no usable query, is an error
+before anything is indexed. ``--skip-invalid`` skips (and counts) malformed corpus and query records
+instead of stopping at the first. Steps, all in one process (the model is loaded once, queries
 are encoded in batches):
 
 1. ``OUT/encoded``: one pass over the corpus (impact vectors, dense FAISS folder, slot store; resumable).
@@ -27,19 +34,23 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from pyserini_diffret.workflow import fusion, trec
 from pyserini_diffret.workflow.collection import (
-    InputError, find_beir_files, read_qrels, read_topics, write_topics_tsv, write_trec_qrels,
+    InputError, TopicStats, dropped_queries, find_beir_files, read_qrels, read_topics, write_topics_tsv,
+    write_trec_qrels,
 )
 from pyserini_diffret.workflow.encode import EncodeResult, accounting_line, encode_corpus
 from pyserini_diffret.workflow.evaluate import METRICS, evaluate_runs, markdown_table
 
 RUN_NAMES = ("sparse", "dense", "dense-multi", "hybrid", "hybrid-multi")
+DEFAULT_ROOT = Path("runs") / "demo"
+SEARCH_CHUNK = 64  # queries per search call (the progress bar moves once per call)
 
 
 @dataclass
@@ -64,11 +75,20 @@ def resolve_inputs(sample: bool = False, data: str | None = None, split: str = "
         return Inputs(c, q, r, "sample")
     if data:
         c, q, r = find_beir_files(data, split)
-        return Inputs(c, q, r, Path(data).name)
+        return Inputs(c, q, r, Path(data).resolve().name)
     missing = [flag for flag, value in (("--corpus", corpus), ("--queries", queries), ("--qrels", qrels)) if not value]
     if missing:
         raise ValueError(f"missing {', '.join(missing)}")
-    return Inputs(Path(corpus), Path(queries), Path(qrels), Path(corpus).stem)
+    path = Path(corpus).resolve()
+    label = path.name.split(".")[0] if path.is_file() else path.name
+    if label in ("corpus", "collection", "docs", "documents") and path.is_file():
+        label = path.parent.name  # a generic file name: the folder says more
+    return Inputs(Path(corpus), Path(queries), Path(qrels), label)
+
+
+def default_output(inputs: Inputs) -> Path:
+    """``runs/demo/<label>``: one folder per collection, so that runs on different collections never meet."""
+    return DEFAULT_ROOT / (inputs.label or "collection")
 
 
 class _Precomputed:
@@ -105,11 +125,34 @@ def build_lucene_index(input_dir: Path, index_dir: Path, threads: int, log: Call
     return counts
 
 
-def run_pipeline(inputs: Inputs, output: str | os.PathLike, model_name: str = "diffret", device: str = "cpu",
-                 batch_size: int = 32, hits: int = 1000, alpha: float = 0.5, candidates: int = 1000,
-                 threads: int | None = None, overwrite: bool = False, progress: bool = True,
-                 max_length: int | None = None, log: Callable[[str], None] = print) -> dict:
-    output = Path(output)
+def _progress_bar(total: int, desc: str, enabled: bool):
+    from tqdm import tqdm  # noqa: PLC0415
+
+    return tqdm(total=total, unit="query", desc=desc, file=sys.stderr, disable=not enabled, mininterval=1.0,
+                dynamic_ncols=True, leave=False)
+
+
+def _in_chunks(search: Callable[[int, int], list], total: int, desc: str, progress: bool) -> list:
+    """``search(start, end)`` over ``[0, total)`` in chunks of ``SEARCH_CHUNK``, with a progress bar."""
+    found: list = []
+    with _progress_bar(total, desc, progress) as bar:
+        for start in range(0, total, SEARCH_CHUNK):
+            end = min(start + SEARCH_CHUNK, total)
+            found.extend(search(start, end))
+            bar.update(end - start)
+    return found
+
+
+def _count_hits(run: fusion.Run) -> int:
+    return sum(len(docs) for docs in run.values())
+
+
+def run_pipeline(inputs: Inputs, output: str | os.PathLike | None = None, model_name: str = "diffret",
+                 device: str = "cpu", batch_size: int = 32, hits: int = 1000, alpha: float = 0.5,
+                 candidates: int = 1000, threads: int | None = None, overwrite: bool = False, progress: bool = True,
+                 max_length: int | None = None, log: Callable[[str], None] = print,
+                 skip_invalid: bool = False) -> dict:
+    output = Path(output) if output is not None else default_output(inputs)
     threads = threads or min(os.cpu_count() or 1, 8)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -120,16 +163,32 @@ def run_pipeline(inputs: Inputs, output: str | os.PathLike, model_name: str = "d
         timings[name] = round(now - clock, 2)
         clock = now
 
-    # 1. inputs
-    topics = read_topics(inputs.queries)
+    @contextmanager
+    def stage(starting: str) -> Iterator[list[str]]:
+        """``starting ...``, then ``  done in X s: <what the block appended>``."""
+        log(f"{starting} ...")
+        began, notes = time.perf_counter(), []
+        yield notes
+        log(f"  done in {time.perf_counter() - began:.1f} s" + (f": {'; '.join(notes)}" if notes else ""))
+
+    # 1. inputs (all checked before anything is written, loaded or started)
+    stats = TopicStats()
+    topics = read_topics(inputs.queries, skip_invalid=skip_invalid, stats=stats)
     qrels = read_qrels(inputs.qrels)
+    for line in dropped_queries(inputs.queries, stats, qrels):
+        log(line)
     judged = [qid for qid in topics if qid in qrels]
-    unknown = [qid for qid in qrels if qid not in topics]
+    unknown = [qid for qid in qrels if qid not in topics and qid not in stats.empty]
     if not judged:
-        raise ValueError(f"{inputs.qrels}: no judged query is in {inputs.queries}")
+        if not topics:
+            raise InputError(inputs.queries, None, f"no query with text ({len(stats.empty)} empty, {stats.skipped} "
+                                                   "invalid skipped); nothing to search")
+        raise InputError(inputs.queries, None, f"no query with text among the {len(qrels)} judged queries of "
+                                               f"{inputs.qrels}; nothing to search")
     if unknown:
         log(f"warning: {len(unknown)} judged queries have no text in {inputs.queries}; they score 0")
     output.mkdir(parents=True, exist_ok=True)
+    log(f"output: {output}")
     topics_path = write_topics_tsv({qid: topics[qid] for qid in judged}, output / "topics.tsv")
     qrels_path = write_trec_qrels(qrels, output / "qrels.txt")
     log(f"inputs: corpus {inputs.corpus}, {len(judged)} judged queries of {len(topics)} ({inputs.queries}), "
@@ -145,11 +204,22 @@ def run_pipeline(inputs: Inputs, output: str | os.PathLike, model_name: str = "d
         f"K_p {model.k_doc}, document {model.prompts.max_text_length('document', model.k_doc)} tokens, device {device})")
     lap("load model")
     encoded = output / "encoded"
-    result: EncodeResult = encode_corpus(inputs.corpus, encoded, model, batch_size=batch_size, progress=progress,
-                                         overwrite=overwrite, device=device, log=log)
+    log(f"encoding {inputs.corpus} -> {encoded} ...")
+    try:
+        result: EncodeResult = encode_corpus(inputs.corpus, encoded, model, batch_size=batch_size, progress=progress,
+                                             overwrite=overwrite, device=device, skip_invalid=skip_invalid, log=log)
+    except ValueError as error:
+        if "--overwrite" not in str(error) or isinstance(error, InputError):
+            raise
+        raise ValueError(f"{error} (here: --output FOLDER or --overwrite; with make demo: DEMO_OUTPUT=FOLDER or "
+                         "OVERWRITE=1)") from None
     lap("encode corpus")
     accounting = result.accounting
-    log(f"encoded {accounting['written']} documents -> {encoded}")
+    if accounting.get("written", 0) == 0:  # a folder finished by an earlier version
+        raise InputError(inputs.corpus, None, f"no documents in {encoded}; nothing was encoded")
+    if not result.already_complete:  # (a complete folder was reported by encode_corpus)
+        log(f"  done in {timings['encode corpus']:.1f} s: {result.encoded_now} documents encoded "
+            f"({accounting['written']} in {encoded})")
 
     # 3. Lucene impact index (rebuilt unless it was built from this very encoding)
     index_dir = output / "indexes" / "lucene-impact"
@@ -162,7 +232,11 @@ def run_pipeline(inputs: Inputs, output: str | os.PathLike, model_name: str = "d
     else:
         if marker.exists():
             marker.unlink()
-        lucene = build_lucene_index(encoded / "impact", index_dir, threads, log)
+        with stage(f"indexing {accounting['written']} impact vectors with Lucene ({threads} threads) -> {index_dir}") \
+                as notes:
+            lucene = build_lucene_index(encoded / "impact", index_dir, threads, log)
+            notes.append(f"{lucene.get('indexed')} documents indexed, {lucene.get('empty')} empty impact vectors "
+                         "left out (they are in the dense indexes)")
         if lucene.get("indexed", -1) + lucene.get("empty", 0) != accounting["written"]:
             raise RuntimeError(f"Lucene indexed {lucene} but {accounting['written']} documents were written")
         if lucene.get("empty", 0) != accounting["empty_sparse"]:
@@ -173,42 +247,60 @@ def run_pipeline(inputs: Inputs, output: str | os.PathLike, model_name: str = "d
 
     # 4. queries, once, in batches
     texts = [topics[qid] for qid in judged]
-    reps = model.encode_queries(texts)
+    with stage(f"encoding {len(texts)} queries"):
+        reps = model.encode_queries(texts)
     lap("encode queries")
 
     # 5. searches
-    from pyserini_diffret.integration import setup  # noqa: PLC0415
+    with stage("loading Pyserini's searchers (starts Java)"):
+        from pyserini_diffret.integration import setup  # noqa: PLC0415
 
-    setup()  # Java 21+ and the offline guard before Pyserini loads
-    from pyserini.search.faiss import FaissSearcher  # noqa: PLC0415
-    from pyserini.search.lucene import LuceneImpactSearcher  # noqa: PLC0415
+        setup()  # Java 21+ and the offline guard before Pyserini loads
+        from pyserini.search.faiss import FaissSearcher  # noqa: PLC0415
+        from pyserini.search.lucene import LuceneImpactSearcher  # noqa: PLC0415
 
-    from pyserini_diffret.workflow.multivector import MultiVectorSearcher  # noqa: PLC0415
+        from pyserini_diffret.workflow.multivector import MultiVectorSearcher  # noqa: PLC0415
+    lap("load Pyserini (Java)")
 
     runs: dict[str, fusion.Run] = {}
-    impact = _Precomputed(dict(zip(texts, reps.impact)))
-    searcher = LuceneImpactSearcher(str(index_dir), impact, min_idf=-1)
-    results = {}
-    nonempty = [i for i, ids in enumerate(reps.term_ids) if len(ids)]
-    if nonempty:  # a query with an empty impact vector has no sparse hits
-        results = searcher.batch_search([texts[i] for i in nonempty], [judged[i] for i in nonempty], hits, threads)
-    runs["sparse"] = _hits_to_run(results, judged)
+    n = len(judged)
+    with stage(f"searching sparse (Lucene impact, {index_dir}): {n} queries, top {hits}") as notes:
+        impact = _Precomputed(dict(zip(texts, reps.impact)))
+        searcher = LuceneImpactSearcher(str(index_dir), impact, min_idf=-1)
+        nonempty = [i for i, ids in enumerate(reps.term_ids) if len(ids)]
+        # a query with an empty impact vector has no sparse hits
+        found = _in_chunks(lambda a, b: list(searcher.batch_search(
+            [texts[i] for i in nonempty[a:b]], [judged[i] for i in nonempty[a:b]], hits, threads).items()),
+            len(nonempty), "sparse", progress)
+        runs["sparse"] = _hits_to_run(dict(found), judged)
+        notes.append(f"{_count_hits(runs['sparse'])} hits" + (f" ({n - len(nonempty)} queries with an empty "
+                                                               "impact vector have none)" if len(nonempty) < n else ""))
     lap("search sparse")
-    dense = FaissSearcher(str(encoded / "dense"), None)
-    runs["dense"] = _hits_to_run(dense.batch_search(reps.dense, judged, hits, threads), judged)
+    with stage(f"searching dense (FAISS, {encoded / 'dense'}): {n} queries, top {hits}") as notes:
+        dense = FaissSearcher(str(encoded / "dense"), None)
+        found = _in_chunks(lambda a, b: list(dense.batch_search(reps.dense[a:b], judged[a:b], hits, threads).items()),
+                           n, "dense", progress)
+        runs["dense"] = _hits_to_run(dict(found), judged)
+        notes.append(f"{_count_hits(runs['dense'])} hits")
     lap("search dense")
-    multi = MultiVectorSearcher(encoded / "slots", candidates=candidates, threads=threads)
-    runs["dense-multi"] = dict(zip(judged, (
-        {hit.docid: hit.score for hit in ranked} for ranked in multi.batch_search_slots(reps.slots, hits))))
+    with stage(f"searching dense-multi (MaxSim over slot vectors, {encoded / 'slots'}): {n} queries, top {hits}") \
+            as notes:
+        multi = MultiVectorSearcher(encoded / "slots", candidates=candidates, threads=threads)
+        ranked = _in_chunks(lambda a, b: multi.batch_search_slots(reps.slots[a:b], hits), n, "dense-multi", progress)
+        runs["dense-multi"] = dict(zip(judged, ({hit.docid: hit.score for hit in hits_} for hits_ in ranked)))
+        notes.append(f"{_count_hits(runs['dense-multi'])} hits")
     lap("search dense-multi")
     runs["hybrid"] = fusion.hybrid(runs["dense"], runs["sparse"], alpha, depth=hits, k=hits)
     runs["hybrid-multi"] = fusion.hybrid(runs["dense-multi"], runs["sparse"], alpha, depth=hits, k=hits)
     lap("fusion")
     run_dir = output / "runs"
     paths = {name: trec.write_run(run, run_dir / f"{name}.trec", f"diffret-{name}", hits) for name, run in runs.items()}
+    log(f"fused hybrid (dense + sparse) and hybrid-multi (dense-multi + sparse), alpha {alpha}: "
+        f"{len(paths)} runs -> {run_dir}")
 
     # 6. evaluation
-    metrics = evaluate_runs(paths, qrels_path, workers=min(threads, 4))
+    with stage(f"evaluating {len(paths)} runs with trec_eval ({len(qrels)} judged queries)"):
+        metrics = evaluate_runs(paths, qrels_path, workers=min(threads, 4))
     lap("evaluate (trec_eval)")
     title = (f"DiffRetriever on {inputs.label}: {len(judged)} queries, {accounting['written']} documents, "
              f"model `{model.source}`")
@@ -249,7 +341,8 @@ def report(summary: dict) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pyserini_diffret.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output", required=True, help="output folder (name it neutrally: Pyserini's topic "
+    parser.add_argument("--output", default=None, help="output folder (default: runs/demo/<name of the collection>:"
+                        " sample, the --data folder's name or the corpus's; name it neutrally: Pyserini's topic "
                         "readers treat paths containing 'beir' or 'cacm' specially)")
     source = parser.add_argument_group("inputs (one of)")
     source.add_argument("--sample", action="store_true", help="the small sample collection shipped in the package")
@@ -266,14 +359,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--alpha", type=float, default=0.5, help="hybrid weight of the dense run (paper: 0.5)")
     parser.add_argument("--candidates", type=int, default=1000, help="MaxSim candidate slots per query slot")
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--overwrite", action="store_true", help="re-encode instead of resuming/reusing")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="encode and index again instead of resuming/reusing what the output folder holds")
+    parser.add_argument("--skip-invalid", action="store_true",
+                        help="skip (and count) malformed corpus and query records instead of stopping at the first")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     log = lambda message: print(message, flush=True)  # noqa: E731
     try:
         inputs = resolve_inputs(args.sample, args.data, args.split, args.corpus, args.queries, args.qrels)
         summary = run_pipeline(inputs, args.output, args.model, args.device, args.batch_size, args.hits, args.alpha,
-                               args.candidates, args.threads, args.overwrite, not args.quiet, args.max_length, log)
+                               args.candidates, args.threads, args.overwrite, not args.quiet, args.max_length, log,
+                               skip_invalid=args.skip_invalid)
     except (InputError, ValueError, FileNotFoundError, NotADirectoryError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -281,4 +378,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["METRICS", "RUN_NAMES", "Inputs", "main", "resolve_inputs", "run_pipeline"]
+__all__ = ["METRICS", "RUN_NAMES", "Inputs", "default_output", "main", "resolve_inputs", "run_pipeline"]

@@ -155,3 +155,50 @@ def test_empty_texts_are_encoded_and_counted(tmp_path, loaded_model):
     vectors = [line["vector"] for line in read_jsonl(tmp_path / "out" / "impact" / "part-00000.jsonl")]
     assert vectors[1] == {} and vectors[2] == {}
     assert (tmp_path / "out" / "dense" / "docid").read_text().splitlines() == ["a", "b", "c"]
+
+
+def _encode_argv(corpus, output, model_dir, *extra_input):
+    return ["input", "--corpus", str(corpus), *extra_input, "output", "--embeddings", str(output),
+            "encoder", "--encoder", str(model_dir), "--batch-size", "8", "--quiet"]
+
+
+@pytest.mark.parametrize("field", ["text", "title", "_id"])
+def test_lone_surrogate_stops_with_file_and_line_or_is_skipped(tmp_path, model_dir, sample, capsys, field):
+    lines = Path(sample[0]).read_text(encoding="utf-8").splitlines()[:6]
+    record = json.loads(lines[3])
+    record[field] = record[field] + "\ud800"  # json.dumps writes it escaped: valid JSON, no UTF-8 for it
+    lines[3] = json.dumps(record)
+    corpus = tmp_path / "scraped.jsonl"
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert main(_encode_argv(corpus, tmp_path / "out", model_dir)) == 2
+    err = capsys.readouterr().err
+    assert f"error: {corpus}:4: " in err and "surrogate" in err and "Traceback" not in err
+    assert main(_encode_argv(corpus, tmp_path / "skipping", model_dir, "--skip-invalid")) == 0
+    assert "accounting: read 6, encoded 5, written 5, empty sparse vectors 0, skipped 1" in capsys.readouterr().out
+
+
+def test_no_documents_is_an_error(tmp_path, model_dir, capsys):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    assert main(_encode_argv(empty, tmp_path / "out", model_dir)) == 2
+    err = capsys.readouterr().err
+    assert f"error: {empty}: " in err and "nothing was encoded" in err
+    assert not (tmp_path / "out" / "encode.json").exists()
+    bad = tmp_path / "all-bad.jsonl"
+    bad.write_text('{"_id": "a"}\n{"text": "no id"}\nnot json\n', encoding="utf-8")
+    assert main(_encode_argv(bad, tmp_path / "out2", model_dir, "--skip-invalid")) == 2
+    err = capsys.readouterr().err
+    assert f"error: {bad}: " in err and "all 3 records were skipped as invalid" in err
+    assert "nothing was encoded" in err
+    assert not (tmp_path / "out2" / "encode.json").exists()
+
+
+def test_rerun_on_a_finished_folder_reports_no_rate(tmp_path, model_dir, sample, capsys):
+    argv = _encode_argv(sample[0], tmp_path / "out", model_dir)
+    assert main(argv) == 0
+    first = capsys.readouterr().out
+    assert "docs/s" in first
+    assert main(argv) == 0
+    again = capsys.readouterr()
+    assert "docs/s" not in again.out and "already complete" in again.out
+    assert "accounting: read 40, encoded 40, written 40" in again.out
