@@ -13,7 +13,9 @@ import torch
 
 def add_mlm_head(source: str | Path, output: str | Path, *, seed: int = 0, bias: float = 0.0) -> Path:
     """Write ``output``: a ``BertForMaskedLM`` folder whose encoder is ``source``'s ``BertModel``."""
-    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BertModel  # noqa: PLC0415
+    from transformers import BertConfig, BertForMaskedLM, BertModel  # noqa: PLC0415
+
+    from pyserini_diffret.backbones.base import load_tokenizer  # noqa: PLC0415
 
     source, output = Path(source), Path(output)
     config = BertConfig.from_pretrained(str(source))
@@ -32,5 +34,5 @@ def add_mlm_head(source: str | Path, output: str | Path, *, seed: int = 0, bias:
         model.cls.predictions.bias.fill_(bias)
     output.mkdir(parents=True, exist_ok=True)
     model.eval().save_pretrained(str(output))
-    AutoTokenizer.from_pretrained(str(source)).save_pretrained(str(output))
+    load_tokenizer(source).save_pretrained(str(output))
     return output

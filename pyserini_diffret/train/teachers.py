@@ -24,12 +24,12 @@ from torch.nn import functional as F
 
 class _Teacher:
     def __init__(self, path: str | Path, device: torch.device, batch_size: int = 16) -> None:
-        from transformers import AutoTokenizer  # noqa: PLC0415
+        from pyserini_diffret.backbones.base import load_tokenizer  # noqa: PLC0415
 
         self.path = Path(path)
         self.device = device
         self.batch_size = batch_size
-        self.tokenizer = AutoTokenizer.from_pretrained(str(self.path))
+        self.tokenizer = load_tokenizer(self.path)  # never runs or asks about the folder's own code
         self.cache: dict[tuple[str, int], torch.Tensor] = {}
 
     def _compute(self, texts: list[str], max_text_tokens: int) -> list[torch.Tensor]:
@@ -59,7 +59,7 @@ class DenseTeacher(_Teacher):
         from transformers import AutoModel  # noqa: PLC0415
 
         super().__init__(path, device, batch_size)
-        self.model = AutoModel.from_pretrained(str(self.path), dtype=torch.float32).to(device).eval()
+        self.model = AutoModel.from_pretrained(str(self.path), dtype=torch.float32, trust_remote_code=False).to(device).eval()
         self.hidden_size = int(self.model.config.hidden_size)
 
     @torch.no_grad()
@@ -81,7 +81,8 @@ class SparseTeacher(_Teacher):
         from transformers import AutoModelForMaskedLM  # noqa: PLC0415
 
         super().__init__(path, device, batch_size)
-        self.model = AutoModelForMaskedLM.from_pretrained(str(self.path), dtype=torch.float32).to(device).eval()
+        self.model = AutoModelForMaskedLM.from_pretrained(str(self.path), dtype=torch.float32,
+                                                          trust_remote_code=False).to(device).eval()
         self.vocab_size = int(self.model.get_output_embeddings().weight.shape[0])
 
     @torch.no_grad()
