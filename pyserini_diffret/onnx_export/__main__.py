@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--logit-shift", type=int, choices=[0, 1], help="read slot logits one position earlier (Dream)")
     parser.add_argument("--plain-attention", action="store_true",
                         help="trace attention as the model spells it out (default: fused MultiHeadAttention)")
-    parser.add_argument("--no-fusions", action="store_true", help="skip onnxruntime.transformers graph fusions")
+    parser.add_argument("--no-fusions", action="store_true", help="skip onnxruntime.transformers graph fusions (skipped anyway above 2 GB)")
     parser.add_argument("--external-data", action="store_true",
                         help="keep weights in model.onnx.data even below 2 GB (always done above)")
     parser.add_argument("--device", default="cpu", help="device to trace on (cpu, cuda); default cpu")
@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.model, args.output, backbone=args.backbone, k_query=args.k_query, k_doc=args.k_doc,
             precision=args.precision, opset=args.opset, verify=args.verify, trust_remote_code=args.trust_remote_code,
             calibration=args.calibration,
-            overwrite=args.overwrite, fused_attention=not args.plain_attention, fusions=not args.no_fusions,
+            overwrite=args.overwrite, fused_attention=not args.plain_attention, fusions=False if args.no_fusions else None,
             external_data=True if args.external_data else None, device=args.device, log=log, **overrides,
         )
     except VerificationFailed as error:

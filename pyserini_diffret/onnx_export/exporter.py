@@ -84,7 +84,9 @@ def export_model(source: str | Path, output: str | Path, *, backbone: str | None
     file (one per line) to calibrate GPTQ rounding on, or ``"none"`` for round-to-nearest; ``verify``:
     compare the export with torch on sample texts and raise ``ExportError`` when it misses the limits.
     Further options: ``overwrite`` (replace an earlier export), ``fused_attention`` (default True),
-    ``fusions`` (onnxruntime.transformers fusions, default True), ``external_data`` (None: only above
+    ``fusions`` (onnxruntime.transformers fusions; None, the default: only for graphs under 2 GB, whose
+    fusion passes fit in memory; onnxruntime still applies its own fusions when it loads any graph),
+    ``external_data`` (None: only above
     2 GB), ``device`` for tracing (default "cpu"), ``log`` (a callable for progress lines), and any
     ``RetrieverConfig`` field (``terms_per_slot``, ``max_document_length``, ``logit_shift``...). Returns the output
     folder.
@@ -96,7 +98,7 @@ def export_model(source: str | Path, output: str | Path, *, backbone: str | None
 def export(source: str | Path, output: str | Path, *, backbone: str | None = None, k_query: int | None = None,
            k_doc: int | None = None, precision: str = "fp32", opset: int | None = None, verify: bool = False,
            trust_remote_code: bool = False, overwrite: bool = False, fused_attention: bool = True,
-           fusions: bool = True, external_data: bool | None = None, device: str = "cpu", log: Log | None = None,
+           fusions: bool | None = None, external_data: bool | None = None, device: str = "cpu", log: Log | None = None,
            calibration: Calibration = None, **config_overrides: Any) -> ExportResult:
     """``export_model`` returning the full result (config, export record, verification report)."""
     log = log or (lambda message: None)
@@ -157,7 +159,12 @@ def export(source: str | Path, output: str | Path, *, backbone: str | None = Non
         del retriever, adapter
         gc.collect()
         model, record.notes = _finish_graph(raw, config.hidden_size, config.vocab_size, attention, log)
-        if fusions:
+        if fusions is None and use_external:
+            # The offline fusion passes hold several copies of the graph: ~10x its size (a 2.3 GB graph
+            # needed more than 23 GB), so a graph past 2 GB keeps onnxruntime's own load-time fusions only.
+            record.notes.append("onnxruntime.transformers fusions not applied: graph above 2 GB (pass fusions=True)")
+            log("graph fusions skipped for a graph above 2 GB (onnxruntime fuses at load time)")
+        elif fusions is not False:
             model, record.fusions, fusion_notes = _apply_fusions(model, work, use_external, log)
             record.notes.extend(fusion_notes)
         if precision == "int8":
