@@ -594,7 +594,7 @@ def test_onnx_export_of_a_natively_loaded_folder(tmp_path, folders, name):
     from pyserini_diffret import load_model
     from pyserini_diffret.onnx_export.exporter import export_model
 
-    exported = export_model(folders[name], tmp_path / "onnx")
+    exported = export_model(folders[name], tmp_path / "onnx", verify=True)  # raises when it misses the limits
     texts = ["what reduces fractures?", "bone"]
     torch_reps = load_model(folders[name]).encode_queries(texts)
     onnx_reps = load_model(exported).encode_queries(texts)
