@@ -266,7 +266,8 @@ def run_pipeline(inputs: Inputs, output: str | os.PathLike | None = None, model_
     n = len(judged)
     with stage(f"searching sparse (Lucene impact, {index_dir}): {n} queries, top {hits}") as notes:
         impact = _Precomputed(dict(zip(texts, reps.impact)))
-        searcher = LuceneImpactSearcher(str(index_dir), impact, min_idf=-1)
+        # Absolute: the JVM resolves relative paths against the directory it started in, not the current one.
+        searcher = LuceneImpactSearcher(str(Path(index_dir).resolve()), impact, min_idf=-1)
         nonempty = [i for i, ids in enumerate(reps.term_ids) if len(ids)]
         # a query with an empty impact vector has no sparse hits
         found = _in_chunks(lambda a, b: list(searcher.batch_search(
