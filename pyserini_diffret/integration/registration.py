@@ -29,6 +29,15 @@ Nothing is decided by a substring of a name or path; every other name resolves e
   model call first (Pyserini encodes them one at a time).
 - ``pyserini.search.faiss._searcher``: ``FaissSearcher(index, "diffret")`` builds our dense encoder;
   any other string goes to Pyserini's own ``_init_encoder_from_str``.
+- ``pyserini.search.hybrid.__main__`` (source rewrite, line numbers kept) and ``pyserini.search.hybrid.
+  _searcher``: when our model is on either side (``hybrid_uses_ours``), the ``fusion`` section without
+  ``--normalization`` does the paper's fusion (``PAPER_FUSION``: per-query min-max of each side's top
+  ``--hits``, a missing document 0, ``alpha * sparse + (1 - alpha) * dense``, ``--weight-on-dense``
+  swaps the sides), instead of ``alpha * sparse + dense`` on raw scores (impact scores run into the
+  thousands, so the sparse side decided alone). ``--normalization`` is Pyserini's own normalisation
+  (``PYSERINI_NORMALIZATION``, the same scores, but no division by zero when a side's scores are all
+  equal, e.g. one hit); ``--no-normalization`` (accepted in the ``fusion`` section with our model only)
+  is Pyserini's raw-score sum. Every other encoder: Pyserini's parse and fusion, unchanged.
 """
 from __future__ import annotations
 
@@ -271,6 +280,16 @@ def rewrite_faiss_main(source: str) -> str:
                 "init_query_encoder")
 
 
+_PARSE_HYBRID = re.compile(r"^(    )args = parse_args\(parser, commands\)$", re.MULTILINE)
+
+
+def rewrite_hybrid_main(source: str) -> str:
+    module = "pyserini.search.hybrid.__main__"
+    source = _with_import(source, module)
+    return _sub(_PARSE_HYBRID, rf"\1args = {_MARK}.parse_hybrid_args(parse_args, parser, commands)", source,
+                module, "args = parse_args(parser, commands)")
+
+
 def rewrite_lucene_main(source: str) -> str:
     module = "pyserini.search.lucene.__main__"
     source = _with_import(source, module)
@@ -327,6 +346,178 @@ def configure_document_encoder(encoder: Any, args: argparse.Namespace, encoder_p
                              f"{encoder.dimension}; leave --dimension out to take it from the model")
 
 
+# -- the hybrid command --------------------------------------------------------------------------------
+NO_NORMALIZATION = "--no-normalization"
+
+
+class _Fusion:
+    """A (truthy) ``normalization`` value for ``HybridSearcher`` that names one of our fusion rules."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return f"<fusion {self.name}>"
+
+
+PAPER_FUSION = _Fusion("paper")  # our model, no --normalization: per-query min-max, convex weights, missing 0
+PYSERINI_NORMALIZATION = _Fusion("pyserini")  # our model, --normalization: Pyserini's, safe when scores are equal
+
+
+def hybrid_uses_ours(args: argparse.Namespace) -> bool:
+    """Whether the hybrid command's dense or (impact) sparse side runs one of our models (``is_ours``)."""
+    dense, sparse = getattr(args, "dense", None), getattr(args, "sparse", None)
+    if dense is not None and (getattr(dense, "encoder_class", None) == KEY or is_ours(getattr(dense, "encoder", None))):
+        return True
+    return bool(sparse is not None and getattr(sparse, "impact", False)
+                and _is_diffret_impact_encoder(getattr(sparse, "encoder", None)))
+
+
+def _drop_from_section(tokens: list[str], command: str, commands: tuple[str, ...], flag: str) -> tuple[list[str], int]:
+    """``tokens`` without ``flag`` inside ``command``'s section (split as Pyserini splits), and how many went."""
+    kept, dropped, section = [], 0, None
+    for token in tokens:
+        if token in commands:
+            section = token
+        elif section == command and token == flag:
+            dropped += 1
+            continue
+        kept.append(token)
+    return kept, dropped
+
+
+def parse_hybrid_args(parse_args, parser: argparse.ArgumentParser, commands) -> argparse.Namespace:
+    """``python -m pyserini.search.hybrid``'s arguments: Pyserini's ``parse_args``, then our fusion default.
+
+    With none of our models the answer is Pyserini's own (a ``--no-normalization`` is then parsed again,
+    with the line as given, so that Pyserini rejects it as before). With one of ours,
+    ``args.fusion.normalization`` becomes ``PAPER_FUSION`` (no flag), ``PYSERINI_NORMALIZATION``
+    (``--normalization``) or ``False`` (``--no-normalization``); a missing ``fusion`` section takes its
+    defaults.
+    """
+    names = tuple(commands.choices)
+    saved = sys.argv
+    kept, dropped = _drop_from_section(saved[1:], "fusion", names, NO_NORMALIZATION)
+    sys.argv = [saved[0], *kept]
+    try:
+        args = parse_args(parser, commands)
+    finally:
+        sys.argv = saved
+    if not hybrid_uses_ours(args):
+        return parse_args(parser, commands) if dropped else args
+    fusion_parser = commands.choices["fusion"]
+    if args.fusion is None:
+        args.fusion = fusion_parser.parse_args([])
+    fusion = args.fusion
+    if dropped and fusion.normalization:
+        fusion_parser.error(f"--normalization and {NO_NORMALIZATION} exclude each other")
+    if dropped:
+        fusion.normalization = False
+        rule = f"alpha * sparse + dense on raw scores ({NO_NORMALIZATION})"
+    elif fusion.normalization:
+        fusion.normalization = PYSERINI_NORMALIZATION
+        rule = "Pyserini's --normalization"
+    else:
+        if not 0.0 <= fusion.alpha <= 1.0:
+            fusion_parser.error(f"--alpha {fusion.alpha:g}: the default fusion with our model weighs the sides "
+                                "alpha and 1 - alpha, so alpha must be in [0, 1] (Pyserini's alpha * sparse + "
+                                f"dense: add --normalization or {NO_NORMALIZATION})")
+        fusion.normalization = PAPER_FUSION
+        sparse_weight = 1.0 - fusion.alpha if fusion.weight_on_dense else fusion.alpha
+        rule = (f"per-query min-max of each side's top {fusion.hits}, {sparse_weight:g} * sparse + "
+                f"{1.0 - sparse_weight:g} * dense, missing = 0 (the paper's; --normalization: Pyserini's, "
+                f"{NO_NORMALIZATION}: raw scores)")
+    print(f"pyserini-diffret: hybrid fusion: {rule}", file=sys.stderr)
+    return args
+
+
+def _min_max(hits: dict[str, float]) -> dict[str, float]:
+    """Scores scaled to [0, 1]; all equal (one hit, say) -> 1, as ``pyserini_diffret.fusion`` does."""
+    if not hits:
+        return {}
+    low, high = min(hits.values()), max(hits.values())
+    if high == low:
+        return dict.fromkeys(hits, 1.0)
+    span = high - low
+    return {docid: (score - low) / span for docid, score in hits.items()}
+
+
+def _ranked(scores: dict[str, float], k: int) -> list[tuple[str, float]]:
+    return sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:k]  # ties by docid, as the paper's
+
+
+def paper_fusion(dense: dict[str, float], sparse: dict[str, float], alpha: float, k: int,
+                 weight_on_dense: bool = False) -> list[tuple[str, float]]:
+    """The paper's fusion of one query's hit lists, weights named as in Pyserini's ``HybridSearcher``.
+
+    ``alpha`` is the sparse side's weight (the dense side's with ``weight_on_dense``), the other side gets
+    ``1 - alpha``; ``alpha = 0.5`` is ``python -m pyserini_diffret.fusion --alpha 0.5``.
+    """
+    sparse_weight = 1.0 - alpha if weight_on_dense else alpha
+    fused: dict[str, float] = {}
+    for hits, weight in ((_min_max(dense), 1.0 - sparse_weight), (_min_max(sparse), sparse_weight)):
+        for docid, value in hits.items():
+            fused[docid] = fused.get(docid, 0.0) + weight * value
+    return _ranked(fused, k)
+
+
+def _centred(hits: dict[str, float]):
+    """Pyserini's ``--normalization`` of one side as a function of the docid; all-equal scores: hits 0.5,
+    missing -0.5 (where Pyserini divides by zero)."""
+    if hits:
+        low, high = min(hits.values()), max(hits.values())
+    else:
+        low, high = 0, 1
+    if high == low:
+        return lambda docid: 0.5 if docid in hits else -0.5
+    middle, span = (low + high) / 2, high - low
+    return lambda docid: (hits.get(docid, low) - middle) / span
+
+
+def pyserini_normalization(dense: dict[str, float], sparse: dict[str, float], alpha: float, k: int,
+                           weight_on_dense: bool = False) -> list[tuple[str, float]]:
+    """Pyserini's ``normalization=True`` fusion, defined also when a side's scores are all equal."""
+    dense_score, sparse_score = _centred(dense), _centred(sparse)
+    fused = {}
+    for docid in set(dense) | set(sparse):
+        d, s = dense_score(docid), sparse_score(docid)
+        fused[docid] = alpha * s + d if not weight_on_dense else s + alpha * d
+    return _ranked(fused, k)
+
+
+def _all_equal(hits: dict[str, float]) -> bool:
+    return bool(hits) and min(hits.values()) == max(hits.values())
+
+
+def patch_hybrid_searcher(module) -> None:
+    cls = module.HybridSearcher
+    original = cls.__dict__.get("_hybrid_results")
+    if original is None or getattr(original.__func__, "__diffret__", False):
+        return
+    original = original.__func__
+    result = module.DenseSearchResult
+
+    @functools.wraps(original)
+    def _hybrid_results(dense_results, sparse_results, alpha, k, normalization=False, weight_on_dense=False):
+        if isinstance(normalization, _Fusion):
+            dense = {hit.docid: hit.score for hit in dense_results}
+            sparse = {hit.docid: hit.score for hit in sparse_results}
+            if normalization.name == PAPER_FUSION.name:
+                fused = paper_fusion(dense, sparse, alpha, k, weight_on_dense)
+            elif _all_equal(dense) or _all_equal(sparse):
+                fused = pyserini_normalization(dense, sparse, alpha, k, weight_on_dense)
+            else:  # Pyserini's own arithmetic, to the last bit
+                return original(dense_results, sparse_results, alpha, k, True, weight_on_dense)
+            return [result(docid, score) for docid, score in fused]
+        return original(dense_results, sparse_results, alpha, k, normalization, weight_on_dense)
+
+    _hybrid_results.__diffret__ = True
+    cls._hybrid_results = staticmethod(_hybrid_results)
+
+
 _registered = False
 
 
@@ -339,6 +530,8 @@ def register() -> None:
     after_import("pyserini.encode", patch_encode_package)
     after_import("pyserini.search.lucene._impact_searcher", patch_impact_searcher)
     after_import("pyserini.search.faiss._searcher", patch_faiss_searcher)
+    after_import("pyserini.search.hybrid._searcher", patch_hybrid_searcher)
     rewrite_source("pyserini.encode.__main__", rewrite_encode_main)
     rewrite_source("pyserini.search.faiss.__main__", rewrite_faiss_main)
     rewrite_source("pyserini.search.lucene.__main__", rewrite_lucene_main)
+    rewrite_source("pyserini.search.hybrid.__main__", rewrite_hybrid_main)

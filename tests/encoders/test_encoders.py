@@ -160,6 +160,8 @@ PYSERINI = Path(__import__("pyserini").__file__).parent
      ['choices=["diffret", ', "class_hint(encoder, encoder_class, query_encoder_class_map)"]),
     ("search/lucene/__main__.py", registration.rewrite_lucene_main,
      ["'--min-idf', type=int, default=_diffret_registration.DEFAULT_MIN_IDF"]),
+    ("search/hybrid/__main__.py", registration.rewrite_hybrid_main,
+     ["    args = _diffret_registration.parse_hybrid_args(parse_args, parser, commands)"]),
 ])
 def test_source_rewrites_are_small_and_keep_line_numbers(module, rewrite, expected, recwarn):
     source = (PYSERINI / module).read_text(encoding="utf-8")
