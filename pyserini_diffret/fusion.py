@@ -1,5 +1,6 @@
-"""``python -m pyserini_diffret.fusion``: the paper's hybrid fusion (per-query min-max, weighted sum),
-beside Pyserini's RRF/interpolation (``--method``)."""
+"""``python -m pyserini_diffret.fusion``: the paper's hybrid fusion (per-query min-max, weighted sum) of two or
+more runs (``--alpha`` for two, ``--weights``: one per run), a grid search for the weights on development
+queries (``--grid STEP --qrels``), beside Pyserini's RRF/interpolation (``--method``)."""
 import sys
 
 from pyserini_diffret.integration import setup

@@ -1,12 +1,12 @@
-"""End to end: encode, index, search (sparse, dense single, dense multi, hybrid), evaluate.
+"""End to end: encode, index, search (sparse, dense single, dense multi, hybrid, BM25, hybrid+bm25), evaluate.
 
     python -m pyserini_diffret.run --sample                                  # -> runs/demo/sample
     python -m pyserini_diffret.run --data ../shared/data/scifact [--split test]  # -> runs/demo/scifact
     python -m pyserini_diffret.run --output OUT --corpus C --queries Q --qrels R [--model M]
 
 Without ``--output`` each collection gets its own folder, ``runs/demo/<name>`` (``sample``, the name of the
-``--data`` folder, or of the corpus). A second run on the same folder reuses the encoding and the index;
-``--overwrite`` encodes and indexes again.
+``--data`` folder, or of the corpus). A second run on the same folder reuses the encoding and both Lucene
+indexes (impact, BM25); ``--overwrite`` encodes and indexes again.
 
 Inputs: BEIR layout (``corpus.jsonl`` with ``_id``/``title``/``text``, ``queries.jsonl``, ``qrels/test.tsv``)
 or Pyserini layouts (``id``/``contents`` JSON lines, topics TSV ``qid<TAB>text``, TREC qrels). Only the
@@ -20,13 +20,22 @@ are encoded in batches):
 2. ``OUT/indexes/lucene-impact``: ``python -m pyserini.index.lucene --collection JsonVectorCollection
    --impact --pretokenized`` (documents whose impact vector is empty are not indexed by Lucene; they are
    counted, and are in the dense indexes).
-3. ``OUT/runs/*.trec``: sparse (``LuceneImpactSearcher``, ``min_idf=-1``), dense (``FaissSearcher``), dense-multi
-   (MaxSim), hybrid (paper's fusion of dense + sparse), hybrid-multi (dense-multi + sparse).
-4. ``OUT/metrics.md``, ``OUT/metrics.json``: nDCG@10, MRR@10, R@100, R@1000 by Pyserini's trec_eval.
+3. ``OUT/indexes/lucene-bm25``: Pyserini's BM25 index of the same documents, built as Pyserini's BEIR "flat"
+   indexes are (``python -m pyserini.index.lucene --collection JsonCollection --generator
+   DefaultLuceneDocumentGenerator --storePositions --storeDocvectors --storeRaw``; ``contents`` = title, a newline,
+   text: what Anserini's ``BeirFlatCollection`` indexes; Pyserini layouts: ``contents`` as given). Documents
+   whose text is empty are not indexed (counted). Reused on a rerun, like the impact index.
+4. ``OUT/runs/*.trec``: sparse (``LuceneImpactSearcher``, ``min_idf=-1``), dense (``FaissSearcher``), dense-multi
+   (MaxSim), hybrid (paper's fusion of dense + sparse), hybrid-multi (dense-multi + sparse), bm25
+   (``LuceneSearcher``, BM25 k1=0.9 b=0.4: Pyserini's defaults, as in its BEIR regressions) and hybrid+bm25 (the
+   paper's min-max fusion of dense, sparse and bm25 with ``--bm25-weights``, default ``BM25_WEIGHTS``, chosen on
+   SciFact train queries: BENCHMARKS.md).
+5. ``OUT/metrics.md``, ``OUT/metrics.json``: nDCG@10, MRR@10, R@100, R@1000 by Pyserini's trec_eval.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -42,13 +51,19 @@ from typing import Callable, Iterator, Sequence
 
 from pyserini_diffret.workflow import fusion, trec
 from pyserini_diffret.workflow.collection import (
-    InputError, TopicStats, dropped_queries, find_beir_files, read_qrels, read_topics, write_topics_tsv,
-    write_trec_qrels,
+    CorpusReader, InputError, TopicStats, corpus_files, dropped_queries, find_beir_files, read_qrels, read_topics,
+    write_topics_tsv, write_trec_qrels,
 )
 from pyserini_diffret.workflow.encode import EncodeResult, accounting_line, encode_corpus
 from pyserini_diffret.workflow.evaluate import METRICS, evaluate_runs, markdown_table
 
-RUN_NAMES = ("sparse", "dense", "dense-multi", "hybrid", "hybrid-multi")
+RUN_NAMES = ("sparse", "dense", "dense-multi", "hybrid", "hybrid-multi", "bm25", "hybrid+bm25")
+# hybrid+bm25 = w_dense * minmax(dense) + w_sparse * minmax(sparse) + w_bm25 * minmax(bm25): the weights with the
+# best nDCG@10 on the 809 SciFact *train* queries over a grid of steps of 0.1 summing to 1, the embedded default
+# model `diffret` (BENCHMARKS.md, section 7); never chosen on SciFact test or Cranfield.
+BM25_WEIGHTS = (0.7, 0.1, 0.2)  # dense, sparse, bm25: nDCG@10 0.8201 there (equal weights 1/3 each: 0.7821)
+BM25_K1, BM25_B = 0.9, 0.4  # Pyserini's LuceneSearcher defaults (its BEIR "flat" regressions use them)
+BM25_FORMAT = 1  # bump when the BM25 collection written for Lucene changes
 DEFAULT_ROOT = Path("runs") / "demo"
 SEARCH_CHUNK = 64  # queries per search call (the progress bar moves once per call)
 
@@ -114,15 +129,64 @@ def build_lucene_index(input_dir: Path, index_dir: Path, threads: int, log: Call
     command = [sys.executable, "-m", "pyserini_diffret.index_lucene", "--collection", "JsonVectorCollection",
                "--input", str(input_dir), "--index", str(index_dir), "--generator", "DefaultLuceneDocumentGenerator",
                "--impact", "--pretokenized", "--threads", str(threads)]
+    return _index(command, "impact", log)
+
+
+def bm25_documents(corpus: str | os.PathLike, target: Path, skip_invalid: bool = False) -> dict[str, int]:
+    """The corpus as Pyserini's ``JsonCollection`` (``{"id", "contents"}`` lines), read by the reader the encoding
+    uses (same documents, same ids, same ``--skip-invalid``): ``contents`` = title, a newline, text, as Anserini's
+    ``BeirFlatCollection`` builds it for Pyserini's BEIR "flat" indexes, or the text alone without a title."""
+    reader = CorpusReader(corpus, skip_invalid=skip_invalid, max_chars=None)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with open(target, "w", encoding="utf-8", newline="\n") as f:
+        for doc, _ in reader.read():
+            if doc is None:
+                continue
+            contents = f"{doc.title}\n{doc.text}" if doc.title else doc.text
+            f.write(json.dumps({"id": doc.docid, "contents": contents}, ensure_ascii=False) + "\n")
+            written += 1
+    return {"written": written, "skipped": reader.stats["skipped"]}
+
+
+def build_bm25_index(corpus: str | os.PathLike, index_dir: Path, threads: int, skip_invalid: bool,
+                     log: Callable[[str], None]) -> dict[str, int]:
+    """Pyserini's BM25 index of ``corpus`` (``python -m pyserini.index.lucene --collection JsonCollection``)."""
+    if index_dir.exists():
+        shutil.rmtree(index_dir)
+    staging = index_dir.with_name(index_dir.name + ".collection")
+    if staging.exists():
+        shutil.rmtree(staging)
+    try:
+        documents = bm25_documents(corpus, staging / "docs.jsonl", skip_invalid)
+        command = [sys.executable, "-m", "pyserini_diffret.index_lucene", "--collection", "JsonCollection",
+                   "--input", str(staging), "--index", str(index_dir), "--generator", "DefaultLuceneDocumentGenerator",
+                   "--threads", str(threads), "--storePositions", "--storeDocvectors", "--storeRaw"]
+        counts = _index(command, "BM25", log)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    counts["documents"] = documents["written"]
+    return counts
+
+
+def _index(command: list[str], what: str, log: Callable[[str], None]) -> dict[str, int]:
     log("$ python " + " ".join(command[1:]) + "  (= python -m pyserini.index.lucene with Java 21+ set up)")
     proc = subprocess.run(command, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"Lucene indexing failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise RuntimeError(f"Lucene indexing ({what}) failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n"
+                           f"{proc.stderr[-3000:]}")
     counts = {}
     for name in ("indexed", "empty", "skipped", "errors"):
         match = re.search(rf"\b{name}:\s+([\d,]+)", proc.stdout + proc.stderr)
         counts[name] = int(match.group(1).replace(",", "")) if match else -1
     return counts
+
+
+def _corpus_digest(corpus: str | os.PathLike, skip_invalid: bool) -> str:
+    """What the BM25 index depends on: the corpus files (path, size, mtime), --skip-invalid, the format."""
+    files = [[str(p.resolve()), p.stat().st_size, int(p.stat().st_mtime)] for p in corpus_files(corpus)]
+    settings = {"format": BM25_FORMAT, "corpus": files, "skip_invalid": skip_invalid}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _progress_bar(total: int, desc: str, enabled: bool):
@@ -151,7 +215,10 @@ def run_pipeline(inputs: Inputs, output: str | os.PathLike | None = None, model_
                  device: str = "cpu", batch_size: int = 32, hits: int = 1000, alpha: float = 0.5,
                  candidates: int = 1000, threads: int | None = None, overwrite: bool = False, progress: bool = True,
                  max_length: int | None = None, log: Callable[[str], None] = print,
-                 skip_invalid: bool = False) -> dict:
+                 skip_invalid: bool = False, bm25_weights: Sequence[float] = BM25_WEIGHTS) -> dict:
+    bm25_weights = fusion.check_weights(bm25_weights, 3, ("dense", "sparse", "bm25"))
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"--alpha {alpha:g} must be in [0, 1] (the hybrid weights are alpha and 1 - alpha)")
     output = Path(output) if output is not None else default_output(inputs)
     threads = threads or min(os.cpu_count() or 1, 8)
     timings: dict[str, float] = {}
@@ -245,6 +312,31 @@ def run_pipeline(inputs: Inputs, output: str | os.PathLike | None = None, model_
         marker.write_text(json.dumps({"settings_digest": digest, "counts": lucene}, indent=1) + "\n")
     lap("index (Lucene impact)")
 
+    # 3b. Lucene BM25 index of the same documents (rebuilt unless built from these very corpus files)
+    bm25_dir = output / "indexes" / "lucene-bm25"
+    bm25_marker = bm25_dir.with_name("lucene-bm25.json")
+    bm25_digest = _corpus_digest(inputs.corpus, skip_invalid)
+    previous = json.loads(bm25_marker.read_text()) if bm25_marker.is_file() else {}
+    if not overwrite and previous.get("settings_digest") == bm25_digest and bm25_dir.is_dir():
+        bm25_counts = previous["counts"]
+        log(f"BM25 index up to date: {bm25_dir}")
+    else:
+        if bm25_marker.exists():
+            bm25_marker.unlink()
+        with stage(f"indexing {accounting['written']} documents for BM25 with Lucene ({threads} threads) -> "
+                   f"{bm25_dir}") as notes:
+            bm25_counts = build_bm25_index(inputs.corpus, bm25_dir, threads, skip_invalid, log)
+            notes.append(f"{bm25_counts.get('indexed')} documents indexed, {bm25_counts.get('empty')} with no text "
+                         "left out")
+        if bm25_counts["documents"] != accounting["written"]:
+            raise RuntimeError(f"{bm25_counts['documents']} documents were written for BM25 but "
+                               f"{accounting['written']} were encoded")
+        if bm25_counts.get("indexed", -1) + max(bm25_counts.get("empty", 0), 0) != accounting["written"]:
+            raise RuntimeError(f"Lucene (BM25) indexed {bm25_counts} but {accounting['written']} documents were "
+                               "encoded")
+        bm25_marker.write_text(json.dumps({"settings_digest": bm25_digest, "counts": bm25_counts}, indent=1) + "\n")
+    lap("index (Lucene BM25)")
+
     # 4. queries, once, in batches
     texts = [topics[qid] for qid in judged]
     with stage(f"encoding {len(texts)} queries"):
@@ -257,7 +349,7 @@ def run_pipeline(inputs: Inputs, output: str | os.PathLike | None = None, model_
 
         setup()  # Java 21+ and the offline guard before Pyserini loads
         from pyserini.search.faiss import FaissSearcher  # noqa: PLC0415
-        from pyserini.search.lucene import LuceneImpactSearcher  # noqa: PLC0415
+        from pyserini.search.lucene import LuceneImpactSearcher, LuceneSearcher  # noqa: PLC0415
 
         from pyserini_diffret.workflow.multivector import MultiVectorSearcher  # noqa: PLC0415
     lap("load Pyserini (Java)")
@@ -291,13 +383,25 @@ def run_pipeline(inputs: Inputs, output: str | os.PathLike | None = None, model_
         runs["dense-multi"] = dict(zip(judged, ({hit.docid: hit.score for hit in hits_} for hits_ in ranked)))
         notes.append(f"{_count_hits(runs['dense-multi'])} hits")
     lap("search dense-multi")
+    with stage(f"searching bm25 (Lucene BM25 k1={BM25_K1} b={BM25_B}, {bm25_dir}): {n} queries, top {hits}") \
+            as notes:
+        bm25 = LuceneSearcher(str(Path(bm25_dir).resolve()))  # absolute, as above
+        bm25.set_bm25(BM25_K1, BM25_B)
+        found = _in_chunks(lambda a, b: list(bm25.batch_search(texts[a:b], judged[a:b], hits, threads).items()),
+                           n, "bm25", progress)
+        runs["bm25"] = _hits_to_run(dict(found), judged)
+        notes.append(f"{_count_hits(runs['bm25'])} hits")
+    lap("search bm25")
     runs["hybrid"] = fusion.hybrid(runs["dense"], runs["sparse"], alpha, depth=hits, k=hits)
     runs["hybrid-multi"] = fusion.hybrid(runs["dense-multi"], runs["sparse"], alpha, depth=hits, k=hits)
+    runs["hybrid+bm25"] = fusion.fuse([runs["dense"], runs["sparse"], runs["bm25"]], bm25_weights, depth=hits, k=hits)
+    runs = {name: runs[name] for name in RUN_NAMES}
     lap("fusion")
     run_dir = output / "runs"
     paths = {name: trec.write_run(run, run_dir / f"{name}.trec", f"diffret-{name}", hits) for name, run in runs.items()}
-    log(f"fused hybrid (dense + sparse) and hybrid-multi (dense-multi + sparse), alpha {alpha}: "
-        f"{len(paths)} runs -> {run_dir}")
+    shown = ", ".join(f"{name} {w:g}" for name, w in zip(("dense", "sparse", "bm25"), bm25_weights))
+    log(f"fused hybrid (dense + sparse) and hybrid-multi (dense-multi + sparse), alpha {alpha}; hybrid+bm25 "
+        f"({shown}): {len(paths)} runs -> {run_dir}")
 
     # 6. evaluation
     with stage(f"evaluating {len(paths)} runs with trec_eval ({len(qrels)} judged queries)"):
@@ -311,9 +415,12 @@ def run_pipeline(inputs: Inputs, output: str | os.PathLike | None = None, model_
         "inputs": {"corpus": str(inputs.corpus), "queries": str(inputs.queries), "qrels": str(inputs.qrels),
                    "judged_queries": len(judged)},
         "model": str(model.source), "device": device, "alpha": alpha, "hits": hits,
+        "bm25_weights": dict(zip(("dense", "sparse", "bm25"), bm25_weights)),
+        "bm25": {"k1": BM25_K1, "b": BM25_B, "index": bm25_counts},
         "metrics": metrics, "accounting": accounting, "lucene": lucene, "timings_s": timings,
         "resumed_from": result.resumed_from, "outputs": {
-            "encoded": str(encoded), "lucene_index": str(index_dir), "faiss_index": str(encoded / "dense"),
+            "encoded": str(encoded), "lucene_index": str(index_dir), "bm25_index": str(bm25_dir),
+            "faiss_index": str(encoded / "dense"),
             "slots": str(encoded / "slots"), "runs": {name: str(path) for name, path in paths.items()},
             "topics": str(topics_path), "qrels": str(qrels_path),
             "metrics": [str(output / "metrics.md"), str(output / "metrics.json")]},
@@ -329,12 +436,14 @@ def report(summary: dict) -> str:
              f"total {sum(summary['timings_s'].values()):.1f} s", "", "outputs:",
              f"  encoded corpus   {out['encoded']}  (impact/, dense/, slots/)",
              f"  Lucene index     {out['lucene_index']}",
+             f"  BM25 index       {out['bm25_index']}",
              f"  FAISS index      {out['faiss_index']}",
              f"  runs             {Path(out['runs']['sparse']).parent}/{{{','.join(out['runs'])}}}.trec",
              f"  topics, qrels    {out['topics']}, {out['qrels']}",
              f"  metrics          {out['metrics'][0]}, {out['metrics'][1]}",
              "", f"Lucene: indexed {summary['lucene']['indexed']}, empty impact vectors (not in Lucene, in FAISS) "
-             f"{summary['lucene']['empty']}",
+             f"{summary['lucene']['empty']}; BM25: indexed {summary['bm25']['index']['indexed']}, no text "
+             f"{summary['bm25']['index']['empty']}",
              accounting_line(summary["accounting"])]
     return "\n".join(lines)
 
@@ -358,6 +467,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-length", type=int, default=None, help="document text tokens (default: the model's)")
     parser.add_argument("--hits", type=int, default=1000)
     parser.add_argument("--alpha", type=float, default=0.5, help="hybrid weight of the dense run (paper: 0.5)")
+    parser.add_argument("--bm25-weights", type=float, nargs=3, default=list(BM25_WEIGHTS),
+                        metavar=("DENSE", "SPARSE", "BM25"),
+                        help="hybrid+bm25 weights of dense, sparse and BM25 (default: %(default)s, chosen on SciFact "
+                             "train queries)")
     parser.add_argument("--candidates", type=int, default=1000, help="MaxSim candidate slots per query slot")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--overwrite", action="store_true",
@@ -371,7 +484,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         inputs = resolve_inputs(args.sample, args.data, args.split, args.corpus, args.queries, args.qrels)
         summary = run_pipeline(inputs, args.output, args.model, args.device, args.batch_size, args.hits, args.alpha,
                                args.candidates, args.threads, args.overwrite, not args.quiet, args.max_length, log,
-                               skip_invalid=args.skip_invalid)
+                               skip_invalid=args.skip_invalid, bm25_weights=args.bm25_weights)
     except (InputError, ValueError, FileNotFoundError, NotADirectoryError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -379,4 +492,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["METRICS", "RUN_NAMES", "Inputs", "default_output", "main", "resolve_inputs", "run_pipeline"]
+__all__ = ["BM25_WEIGHTS", "METRICS", "RUN_NAMES", "Inputs", "default_output", "main", "resolve_inputs", "run_pipeline"]
