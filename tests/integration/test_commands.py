@@ -189,7 +189,7 @@ def test_run_command_pyserini_layout_with_empty_document(tmp_path, model_dir, sa
     assert "accounting: read 41, encoded 41, written 41, empty sparse vectors 1, skipped 0" in proc.stdout
     assert "Lucene: indexed 40, empty impact vectors (not in Lucene, in FAISS) 1" in proc.stdout
     summary = json.loads((out / "metrics.json").read_text())
-    assert set(summary["metrics"]) == {"sparse", "dense", "dense-multi", "hybrid", "hybrid-multi"}
+    assert set(summary["metrics"]) == {"sparse", "dense", "dense-multi", "hybrid", "hybrid-multi", "bm25", "hybrid+bm25"}
     for values in summary["metrics"].values():
         assert set(values) == {"nDCG@10", "MRR@10", "R@100", "R@1000"} and 0 <= values["nDCG@10"] <= 1
     assert "| hybrid |" in (out / "metrics.md").read_text()
