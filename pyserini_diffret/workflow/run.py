@@ -189,6 +189,22 @@ def _corpus_digest(corpus: str | os.PathLike, skip_invalid: bool) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _reused_or_built(index_dir: Path, digest: str, overwrite: bool, build: Callable[[], dict[str, int]],
+                     what: str, log: Callable[[str], None]) -> dict[str, int]:
+    """The counts of an index kept from an earlier run built from ``digest`` (its ``<index>.json`` marker
+    says so), or of one built now; the marker goes only after a complete, checked build."""
+    marker = index_dir.with_name(index_dir.name + ".json")
+    previous = json.loads(marker.read_text()) if marker.is_file() else {}
+    if not overwrite and previous.get("settings_digest") == digest and index_dir.is_dir():
+        log(f"{what} up to date: {index_dir}")
+        return previous["counts"]
+    if marker.exists():
+        marker.unlink()
+    counts = build()
+    marker.write_text(json.dumps({"settings_digest": digest, "counts": counts}, indent=1) + "\n")
+    return counts
+
+
 def _progress_bar(total: int, desc: str, enabled: bool):
     from tqdm import tqdm  # noqa: PLC0415
 
@@ -290,51 +306,41 @@ def run_pipeline(inputs: Inputs, output: str | os.PathLike | None = None, model_
 
     # 3. Lucene impact index (rebuilt unless it was built from this very encoding)
     index_dir = output / "indexes" / "lucene-impact"
-    marker = index_dir.with_name("lucene-impact.json")
-    digest = result.manifest["settings_digest"]
-    previous = json.loads(marker.read_text()) if marker.is_file() else {}
-    if not overwrite and previous.get("settings_digest") == digest and index_dir.is_dir():
-        lucene = previous["counts"]
-        log(f"Lucene index up to date: {index_dir}")
-    else:
-        if marker.exists():
-            marker.unlink()
+
+    def build_impact_index() -> dict[str, int]:
         with stage(f"indexing {accounting['written']} impact vectors with Lucene ({threads} threads) -> {index_dir}") \
                 as notes:
-            lucene = build_lucene_index(encoded / "impact", index_dir, threads, log)
-            notes.append(f"{lucene.get('indexed')} documents indexed, {lucene.get('empty')} empty impact vectors "
+            counts = build_lucene_index(encoded / "impact", index_dir, threads, log)
+            notes.append(f"{counts.get('indexed')} documents indexed, {counts.get('empty')} empty impact vectors "
                          "left out (they are in the dense indexes)")
-        if lucene.get("indexed", -1) + lucene.get("empty", 0) != accounting["written"]:
-            raise RuntimeError(f"Lucene indexed {lucene} but {accounting['written']} documents were written")
-        if lucene.get("empty", 0) != accounting["empty_sparse"]:
-            raise RuntimeError(f"Lucene found {lucene.get('empty')} empty documents, the encoder wrote "
+        if counts.get("indexed", -1) + counts.get("empty", 0) != accounting["written"]:
+            raise RuntimeError(f"Lucene indexed {counts} but {accounting['written']} documents were written")
+        if counts.get("empty", 0) != accounting["empty_sparse"]:
+            raise RuntimeError(f"Lucene found {counts.get('empty')} empty documents, the encoder wrote "
                                f"{accounting['empty_sparse']} empty impact vectors")
-        marker.write_text(json.dumps({"settings_digest": digest, "counts": lucene}, indent=1) + "\n")
+        return counts
+
+    lucene = _reused_or_built(index_dir, result.manifest["settings_digest"], overwrite, build_impact_index,
+                              "Lucene index", log)
     lap("index (Lucene impact)")
 
     # 3b. Lucene BM25 index of the same documents (rebuilt unless built from these very corpus files)
     bm25_dir = output / "indexes" / "lucene-bm25"
-    bm25_marker = bm25_dir.with_name("lucene-bm25.json")
-    bm25_digest = _corpus_digest(inputs.corpus, skip_invalid)
-    previous = json.loads(bm25_marker.read_text()) if bm25_marker.is_file() else {}
-    if not overwrite and previous.get("settings_digest") == bm25_digest and bm25_dir.is_dir():
-        bm25_counts = previous["counts"]
-        log(f"BM25 index up to date: {bm25_dir}")
-    else:
-        if bm25_marker.exists():
-            bm25_marker.unlink()
+
+    def build_bm25() -> dict[str, int]:
         with stage(f"indexing {accounting['written']} documents for BM25 with Lucene ({threads} threads) -> "
                    f"{bm25_dir}") as notes:
-            bm25_counts = build_bm25_index(inputs.corpus, bm25_dir, threads, skip_invalid, log)
-            notes.append(f"{bm25_counts.get('indexed')} documents indexed, {bm25_counts.get('empty')} with no text "
-                         "left out")
-        if bm25_counts["documents"] != accounting["written"]:
-            raise RuntimeError(f"{bm25_counts['documents']} documents were written for BM25 but "
+            counts = build_bm25_index(inputs.corpus, bm25_dir, threads, skip_invalid, log)
+            notes.append(f"{counts.get('indexed')} documents indexed, {counts.get('empty')} with no text left out")
+        if counts["documents"] != accounting["written"]:
+            raise RuntimeError(f"{counts['documents']} documents were written for BM25 but "
                                f"{accounting['written']} were encoded")
-        if bm25_counts.get("indexed", -1) + max(bm25_counts.get("empty", 0), 0) != accounting["written"]:
-            raise RuntimeError(f"Lucene (BM25) indexed {bm25_counts} but {accounting['written']} documents were "
-                               "encoded")
-        bm25_marker.write_text(json.dumps({"settings_digest": bm25_digest, "counts": bm25_counts}, indent=1) + "\n")
+        if counts.get("indexed", -1) + max(counts.get("empty", 0), 0) != accounting["written"]:
+            raise RuntimeError(f"Lucene (BM25) indexed {counts} but {accounting['written']} documents were encoded")
+        return counts
+
+    bm25_counts = _reused_or_built(bm25_dir, _corpus_digest(inputs.corpus, skip_invalid), overwrite, build_bm25,
+                                   "BM25 index", log)
     lap("index (Lucene BM25)")
 
     # 4. queries, once, in batches
