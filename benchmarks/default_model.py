@@ -112,7 +112,8 @@ def build_base(minilm: Path, work: Path) -> Path:
     return base
 
 
-def fine_tune(base: Path, minilm: Path, data: Path, work: Path, threads: int | None) -> tuple[Path, float]:
+def fine_tune(base: Path, minilm: Path, data: Path, work: Path, threads: int | None,
+              keep_checkpoints: int = 2) -> tuple[Path, float]:
     from pyserini_diffret.train import TrainConfig, train  # noqa: PLC0415
 
     output = work / "fine-tuned"
@@ -124,7 +125,8 @@ def fine_tune(base: Path, minilm: Path, data: Path, work: Path, threads: int | N
     for key in ("dense_teacher", "sparse_teacher"):
         recipe[key] = teachers.get(recipe[key], recipe[key])
     config = TrainConfig(model=str(base), output=str(output), data=str(data), qrels=str(data / "qrels" / "train.tsv"),
-                         backbone="mlm", save_steps=10, resume=True, threads=threads, **recipe)
+                         backbone="mlm", save_steps=10, keep_checkpoints=keep_checkpoints, resume=True, threads=threads,
+                         **recipe)
     log(f"fine-tuning on {data / 'qrels' / 'train.tsv'} (resumable)")
     started = time.time()
     result = train(config)
@@ -262,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=REPO / "pyserini_diffret" / "models" / "diffret")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--skip-eval", action="store_true")
+    parser.add_argument("--keep-checkpoints", type=int, default=2,
+                        help="training checkpoints kept (every 10 steps); more keep earlier states for comparison")
     args = parser.parse_args(argv)
 
     from pyserini_diffret.integration import setup  # noqa: PLC0415
@@ -272,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     minilm = fetch("minilm", args.work)
     base = build_base(minilm, args.work)
-    fine_tuned, train_seconds = fine_tune(base, minilm, args.data, args.work, args.threads)
+    fine_tuned, train_seconds = fine_tune(base, minilm, args.data, args.work, args.threads,
+                                           args.keep_checkpoints)
     target = export(fine_tuned, args.output)
     results = {}
     if not args.skip_eval:

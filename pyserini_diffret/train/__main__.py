@@ -4,6 +4,7 @@ Examples::
 
     python -m pyserini_diffret.train --model BASE --data ../shared/data/scifact --output runs/ft   # BEIR, qrels/train.tsv
     python -m pyserini_diffret.train --model BASE --data train.jsonl --output runs/ft              # JSONL
+    python -m pyserini_diffret.train adapt --corpus corpus.jsonl --model diffret --output runs/adapted  # no labels
 """
 from __future__ import annotations
 
@@ -73,7 +74,54 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def adapt_parser() -> argparse.ArgumentParser:
+    from pyserini_diffret.train.adapt import DEFAULTS  # noqa: PLC0415
+
+    p = argparse.ArgumentParser(
+        prog="python -m pyserini_diffret.train adapt",
+        description="Adapt an encoder to your documents without queries or judgements: self-supervised pairs "
+                    "(title -> text, a sentence -> the rest of its document), BM25 negatives from the same corpus, "
+                    "the model's own starting vectors and the corpus' BM25 statistics as teachers; then an ONNX "
+                    "export in --output (use it with --encoder OUTPUT). Resumes when run again.")
+    p.add_argument("--corpus", required=True, help="JSON lines (BEIR corpus.jsonl or Pyserini {id, contents}), or a folder")
+    p.add_argument("--model", default="diffret", help="'diffret' (embedded default), an encoder folder, or an export "
+                                                      "with trainable weights")
+    p.add_argument("--output", required=True, help="folder for the adapted model (export + trainable/ weights)")
+    p.add_argument("--precision", default="int8", help="export precision (int8 for CPU, fp32, fp16 for CUDA...)")
+    p.add_argument("--epochs", type=float, default=DEFAULTS["epochs"])
+    p.add_argument("--max-steps", type=int, help="stop after this many steps (overrides --epochs)")
+    p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
+    p.add_argument("--learning-rate", "--lr", type=float, default=DEFAULTS["learning_rate"])
+    p.add_argument("--distill-weight", type=float, default=DEFAULTS["distill_weight"],
+                   help="weight of the two teachers (own starting vectors, corpus BM25)")
+    p.add_argument("--seed", type=int, default=DEFAULTS["seed"])
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--overwrite", action="store_true", help="start again in a folder that holds an adapted model")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def adapt_main(argv: list[str]) -> int:
+    from pyserini_diffret.onnx_export import ExportError  # noqa: PLC0415
+    from pyserini_diffret.train.adapt import adapt  # noqa: PLC0415
+
+    args = vars(adapt_parser().parse_args(argv))
+    overrides = {k: args.pop(k) for k in ("epochs", "max_steps", "batch_size", "learning_rate", "distill_weight", "seed")}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        adapt(args["corpus"], args["model"], args["output"], precision=args["precision"], overwrite=args["overwrite"],
+              threads=args["threads"], progress=not args["no_progress"],
+              log=lambda message: print(f"[adapt] {message}", flush=True), **overrides)
+    except (TrainingDataError, FileNotFoundError, NotADirectoryError, ExportError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["adapt"]:
+        return adapt_main(argv[1:])
     args = vars(parser().parse_args(argv))
     args["progress"] = not args.pop("no_progress")
     fields = {f.name for f in dataclasses.fields(TrainConfig)}

@@ -36,3 +36,87 @@ def add_mlm_head(source: str | Path, output: str | Path, *, seed: int = 0, bias:
     model.eval().save_pretrained(str(output))
     load_tokenizer(source).save_pretrained(str(output))
     return output
+
+
+# -- trainable weights shipped beside an export ---------------------------------------------------------------
+# An export holds graph weights only; training needs the model's own tensors. ``pack_trainable`` stores them
+# beside the export at a quarter of their float32 size: every matrix as int8 rows with one float32 scale per
+# row (symmetric; the same grain as the export's int8 weights), vectors in float32. Written here rather than
+# with a quantisation library because the format must load without one, as plain safetensors.
+PACKED_WEIGHTS = "weights.int8.safetensors"
+PACKED_FORMAT = "diffret-int8-rows/1"
+_SCALE_SUFFIX = ".row_scale"
+
+
+def pack_trainable(source: str | Path, target: str | Path) -> Path:
+    """Write ``target``: ``source``'s weights packed (``PACKED_WEIGHTS``), its ``config.json`` and settings."""
+    import shutil  # noqa: PLC0415
+
+    from safetensors.torch import load_file, save_file  # noqa: PLC0415
+
+    source, target = Path(source), Path(target)
+    files = sorted(source.glob("model*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{source}: no model*.safetensors to pack")
+    packed: dict[str, torch.Tensor] = {}
+    for file in files:
+        for name, tensor in load_file(str(file)).items():
+            tensor = tensor.float()
+            if tensor.ndim == 2:
+                scale = tensor.abs().amax(dim=1).clamp(min=1e-12) / 127.0
+                packed[name] = torch.round(tensor / scale[:, None]).clamp(-127, 127).to(torch.int8)
+                packed[name + _SCALE_SUFFIX] = scale
+            else:
+                packed[name] = tensor.contiguous()
+    target.mkdir(parents=True, exist_ok=True)
+    save_file(packed, str(target / PACKED_WEIGHTS), metadata={"format": PACKED_FORMAT})
+    for name in ("config.json", "diffret_config.json"):
+        shutil.copyfile(source / name, target / name)
+    return target
+
+
+def restore_trainable(folder: str | Path, output: str | Path, *, tokenizer_folder: str | Path) -> Path:
+    """An encoder folder (float32 weights, config, tokenizer) from a trainable folder; a Hugging Face folder
+    is returned as it is, packed weights are unpacked into ``output`` (reused when already there)."""
+    import json  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
+
+    from safetensors import safe_open  # noqa: PLC0415
+    from safetensors.torch import load_file, save_file  # noqa: PLC0415
+
+    from pyserini_diffret.backbones.base import load_tokenizer  # noqa: PLC0415
+    from pyserini_diffret.core.config import RetrieverConfig  # noqa: PLC0415
+
+    folder, output = Path(folder), Path(output)
+    if any(folder.glob("model*.safetensors")):
+        return folder
+    packed = folder / PACKED_WEIGHTS
+    if not packed.is_file():
+        raise FileNotFoundError(f"{folder}: neither model weights nor {PACKED_WEIGHTS}")
+    with safe_open(str(packed), framework="pt") as handle:
+        found = (handle.metadata() or {}).get("format")
+    if found != PACKED_FORMAT:
+        raise ValueError(f"{packed}: format {found!r}, expected {PACKED_FORMAT!r}")
+    if (output / "model.safetensors").is_file() and (output / "diffret_config.json").is_file():
+        return output
+    tensors = load_file(str(packed))
+    weights = {}
+    for name, tensor in tensors.items():
+        if name.endswith(_SCALE_SUFFIX):
+            continue
+        scale = tensors.get(name + _SCALE_SUFFIX)
+        weights[name] = tensor.float() * scale[:, None] if scale is not None else tensor
+    staging = output.with_name(output.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    save_file(weights, str(staging / "model.safetensors"), metadata={"format": "pt"})
+    shutil.copyfile(folder / "config.json", staging / "config.json")
+    settings = RetrieverConfig.load(folder)
+    settings.runtime = "torch"
+    settings.extra = {k: v for k, v in settings.extra.items() if k != "onnx"}
+    settings.save(staging)
+    load_tokenizer(Path(tokenizer_folder)).save_pretrained(str(staging))
+    json.loads((staging / "config.json").read_text())  # a readable config, or fail before the folder is used
+    shutil.rmtree(output, ignore_errors=True)
+    staging.rename(output)
+    return output

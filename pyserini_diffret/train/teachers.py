@@ -6,6 +6,8 @@ for the same text:
 
 - ``DenseTeacher``: a sentence encoder's mean-pooled, L2-normalised final hidden states (e.g. the
   backbone's own original weights). Every slot vector is pulled toward it (``1 - cos``).
+- ``SelfTeacher``: the student itself as it was before training (a frozen copy): the mean of its unit slot
+  vectors for the same prompt. Adaptation uses it so that the model keeps what it knows.
 - ``SparseTeacher``: a SPLADE-style masked LM (``max over tokens of log(1 + relu(logits))``), read on the
   student's content words only. It must share the student's vocabulary.
 
@@ -70,8 +72,47 @@ class DenseTeacher(_Teacher):
         pooled = F.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1), dim=-1)
         return list(pooled.cpu())
 
-    def batch(self, texts: Sequence[str], max_text_tokens: int, device: torch.device) -> torch.Tensor:
+    def batch(self, texts: Sequence[str], max_text_tokens: int, device: torch.device, side: str = "document"
+              ) -> torch.Tensor:
         return torch.stack(self.targets(texts, max_text_tokens)).to(device)
+
+
+SELF = "self"  # the dense_teacher value that names the student's own starting point
+
+
+class SelfTeacher:
+    """A frozen copy of the student at the start of training: mean of its unit slot vectors, cached per text."""
+
+    def __init__(self, adapter, builder, settings, tail_length: int, device: torch.device, batch_size: int = 16) -> None:
+        import copy  # noqa: PLC0415
+
+        self.path = SELF
+        self.model = copy.deepcopy(adapter).eval()
+        for parameter in self.model.parameters():
+            parameter.requires_grad_(False)
+        self.builder, self.settings, self.tail, self.device = builder, settings, tail_length, device
+        self.batch_size = batch_size
+        self.hidden_size = adapter.hidden_size
+        self.cache: dict[tuple[str, str], torch.Tensor] = {}
+
+    @torch.no_grad()
+    def _compute(self, texts: list[str], side: str) -> list[torch.Tensor]:
+        k = self.settings.k_query if side == "query" else self.settings.k_doc
+        batch = self.builder.build(texts, side, k)
+        ids = torch.from_numpy(batch.input_ids).to(self.device)
+        mask = torch.from_numpy(batch.attention_mask).to(self.device)
+        slots, _ = self.model.slot_states(ids, mask, torch.arange(k, device=self.device), self.tail)
+        return list(F.normalize(F.normalize(slots.float(), dim=-1).mean(dim=1), dim=-1).cpu())
+
+    def batch(self, texts: Sequence[str], max_text_tokens: int, device: torch.device, side: str = "document"
+              ) -> torch.Tensor:
+        # The prompt builder already cuts texts to the side's length, so the length is not part of the key.
+        missing = sorted({t for t in texts if (t, side) not in self.cache}, key=lambda t: (len(t), t))
+        for start in range(0, len(missing), self.batch_size):
+            chunk = missing[start:start + self.batch_size]
+            for text, value in zip(chunk, self._compute(chunk, side)):
+                self.cache[(text, side)] = value
+        return torch.stack([self.cache[(t, side)] for t in texts]).to(device)
 
 
 class SparseTeacher(_Teacher):

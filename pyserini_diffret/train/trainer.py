@@ -220,15 +220,17 @@ def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def train(config: TrainConfig, callback: Callable[[int, dict[str, float]], None] | None = None,
-          examples: list[Example] | None = None) -> TrainResult:
+          examples: list[Example] | None = None, bm25_corpus: list[str] | None = None) -> TrainResult:
     """Fine-tune ``config.model`` and save an encoder folder (HF weights + ``diffret_config.json``).
 
     ``callback(step, losses)`` runs after every optimiser step (tests use it to interrupt a run).
-    ``examples`` replaces reading ``config.data`` (already loaded examples).
+    ``examples`` replaces reading ``config.data`` (already loaded examples); ``bm25_corpus``: the texts whose
+    statistics the ``"bm25"`` sparse teacher uses (default: the corpus read with the data, else the passages).
     """
     from pyserini_diffret.core.content import ContentFilter  # noqa: PLC0415
     from pyserini_diffret.core.prompts import PromptBuilder  # noqa: PLC0415
-    from pyserini_diffret.train.teachers import Bm25Teacher, DenseTeacher, SparseTeacher, check_vocabularies  # noqa: PLC0415
+    from pyserini_diffret.train.teachers import (  # noqa: PLC0415
+        SELF, Bm25Teacher, DenseTeacher, SelfTeacher, SparseTeacher, check_vocabularies)
 
     config.validate()
     _set_threads(config.threads)
@@ -280,13 +282,17 @@ def train(config: TrainConfig, callback: Callable[[int, dict[str, float]], None]
     content = ContentFilter(tokenizer, adapter.vocab_size, excluded_ids=excluded)
     tail = len(adapter.layout.tail_ids)
 
-    dense_teacher = DenseTeacher(config.dense_teacher, device) if config.dense_teacher else None
+    if config.dense_teacher == SELF:
+        dense_teacher = SelfTeacher(adapter, builder, retriever_config, tail, device)
+    else:
+        dense_teacher = DenseTeacher(config.dense_teacher, device) if config.dense_teacher else None
     if dense_teacher and dense_teacher.hidden_size != adapter.hidden_size:
         raise ValueError(f"{config.dense_teacher}: hidden size {dense_teacher.hidden_size} differs from the "
                          f"student's {adapter.hidden_size}")
     sparse_teacher = None
     if config.sparse_teacher == "bm25":
-        texts = list(corpus.values()) if corpus else sorted({p for e in examples for p in e.positives + e.negatives})
+        texts = bm25_corpus or (list(corpus.values()) if corpus
+                                else sorted({p for e in examples for p in e.positives + e.negatives}))
         sparse_teacher = Bm25Teacher(texts, tokenizer, content, adapter.vocab_size, config.max_document_length)
     elif config.sparse_teacher:
         sparse_teacher = SparseTeacher(config.sparse_teacher, device)
@@ -415,8 +421,10 @@ def _train_step(adapter, builder, content, tail, retriever_config: RetrieverConf
     distill_scale = 1.0 if distill_only else config.distill_weight
     if distill_scale > 0:
         if dense_teacher is not None:
-            term = (losses.slot_distillation(q_hidden, dense_teacher.batch(queries, config.max_query_length, device))
-                    + losses.slot_distillation(p_hidden, dense_teacher.batch(passages, config.max_document_length, device)))
+            term = (losses.slot_distillation(q_hidden, dense_teacher.batch(queries, config.max_query_length, device,
+                                                                           side="query"))
+                    + losses.slot_distillation(p_hidden, dense_teacher.batch(passages, config.max_document_length, device,
+                                                                             side="document")))
             total = total + distill_scale * term
             record["distill_dense"] = term.item()
         if sparse_teacher is not None:
