@@ -9,10 +9,13 @@ every limit (K, text lengths, position table, device) is checked here before a r
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
+import itertools
+import numbers
 import warnings
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
@@ -24,6 +27,7 @@ from pyserini_diffret.core.record import ModelFolderError
 from pyserini_diffret.core.representations import Representations, quantise, single_vectors
 from pyserini_diffret.core.spec import RUNTIMES, ModelSpec
 from pyserini_diffret.core.text import join_title
+from pyserini_diffret.parallel import encode_batches
 from pyserini_diffret.registry import resolve_model
 
 # ``load_model`` options that are settings (``RetrieverConfig`` fields a caller may set).
@@ -51,6 +55,10 @@ class DiffRetriever:
         self.content = ContentFilter(tokenizer, spec.vocab_size, excluded_ids=excluded)
         tokens = tokenizer.convert_ids_to_tokens(list(range(min(len(tokenizer), spec.vocab_size))))
         self.vocabulary = np.array(tokens + [""] * (spec.vocab_size - len(tokens)), dtype=object)
+        # Set by ``load_model``: its arguments and the settings they gave, so that another process can load
+        # the same model again (``load_recipe``); None for a model built by hand.
+        self.load_arguments: dict[str, Any] | None = None
+        self._loaded_config: RetrieverConfig | None = None
 
     # -- what the model is ---------------------------------------------------------------------------
     @property
@@ -99,6 +107,21 @@ class DiffRetriever:
                 setattr(self.config, name, value)
             raise
 
+    def load_recipe(self) -> tuple[Callable[..., "DiffRetriever"], dict[str, Any]]:
+        """How another process loads this same model: ``load_model`` and its keyword arguments, with the
+        settings changed since loading (``set_lengths``, or on ``config``) as options."""
+        if self.load_arguments is None or self._loaded_config is None:
+            raise ValueError("this model was not made by load_model, so another process cannot load it again")
+        arguments = dict(self.load_arguments)
+        for name in sorted(CONFIG_OPTIONS):
+            value = getattr(self.config, name)
+            if value != getattr(self._loaded_config, name):
+                if value is None:  # load_model reads None as "not given"
+                    raise ValueError(f"setting {name} was changed to None after loading; "
+                                     "another process cannot load the model that way")
+                arguments[name] = value
+        return load_model, arguments
+
     # -- encoding ------------------------------------------------------------------------------------
     def encode_queries(self, texts: Sequence[str], batch_size: int | None = None) -> Representations:
         return self.encode(texts, side="query", batch_size=batch_size)
@@ -125,15 +148,49 @@ class DiffRetriever:
         k = self.config.slots(side)
         if not texts:
             return Representations.empty(k, self.hidden_size, self.vocabulary)
-        size = batch_size or self.batch_size
-        if size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {size}")
+        size = _batch_size(batch_size or self.batch_size)
         # Settings may have been changed on ``config`` directly: check them again (cheap) before any run.
         self.spec.check(self.prompts)
-        # Sorting by length keeps padding (and so wasted compute) low; results do not depend on it.
-        order = np.argsort([len(t) for t in texts], kind="stable")
-        parts = [self._encode_batch([texts[i] for i in order[s:s + size]], side, k) for s in range(0, len(texts), size)]
+        order, batches = length_batches(texts, size)
+        parts = [self._encode_batch([texts[i] for i in batch], side, k) for batch in batches]
         return Representations.concat(parts).take(np.argsort(order, kind="stable"))
+
+    # -- streaming -----------------------------------------------------------------------------------
+    def embed_queries(self, texts: Iterable[str], batch_size: int | None = None,
+                      parallel: int | None = None) -> Iterator[Representations]:
+        """Encode a stream of queries lazily: one ``Representations`` per ``batch_size`` texts, in input
+        order (see ``embed_documents``)."""
+        size = _batch_size(batch_size or self.batch_size)
+        if isinstance(texts, str):
+            raise TypeError("texts must be an iterable of strings, not a single string")
+        checked = (_check_text(text, f"texts[{i}]") for i, text in enumerate(texts))
+        return encode_batches(self, _batched(checked, size), "query", workers=parallel)
+
+    def embed_documents(self, texts: Iterable[str | tuple[str, str | None]], batch_size: int | None = None,
+                        parallel: int | None = None) -> Iterator[Representations]:
+        """Encode a stream of documents lazily: one ``Representations`` per ``batch_size`` documents.
+
+        Items are texts or ``(text, title)`` pairs (title joined as ``encode_documents`` joins it; None: no
+        title). The iterable is read as batches are needed, a few batches ahead at most; each batch gives
+        the same result as ``encode_documents`` of that batch alone. ``parallel=N`` (N > 1) encodes in N
+        worker processes (CPU only), each loading this model again with its share of the cores.
+        """
+        size = _batch_size(batch_size or self.batch_size)
+        if isinstance(texts, str):
+            raise TypeError("texts must be an iterable of documents, not a single string")
+        joined = (self._document_text(item, i) for i, item in enumerate(texts))
+        return encode_batches(self, _batched(joined, size), "document", workers=parallel)
+
+    def _document_text(self, item: str | tuple[str, str | None], index: int) -> str:
+        if isinstance(item, str):
+            return item
+        if isinstance(item, tuple) and len(item) == 2:
+            text, title = item
+            _check_text(text, f"texts[{index}][0] (the text)")
+            if title is not None:
+                _check_text(title, f"texts[{index}][1] (the title)")
+            return join_title(title, text, self.config.title_separator)
+        raise TypeError(f"texts[{index}] is {type(item).__name__}, not a text or a (text, title) pair")
 
     def _encode_batch(self, texts: list[str], side: str, k: int) -> Representations:
         batch = self.prompts.build(texts, side, k)
@@ -142,13 +199,41 @@ class DiffRetriever:
         return Representations(single_vectors(vectors), vectors, ids, impacts, self.vocabulary)
 
 
+def length_batches(texts: Sequence[str], size: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The batches ``encode`` runs for ``texts``: the length-sorted order and its slices of ``size``.
+
+    Sorting by length keeps padding (and so wasted compute) low. Results do not depend on it, except
+    with int8 dynamic quantisation, whose scales depend on the batch: whoever must reproduce ``encode``
+    byte for byte (the corpus encoder's worker processes) batches with this.
+    """
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    return order, [order[s:s + size] for s in range(0, len(texts), size)]
+
+
+def _batch_size(size: int) -> int:
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {size!r}")
+    return int(size)
+
+
+def _batched(texts: Iterable[str], size: int) -> Iterator[list[str]]:
+    iterator = iter(texts)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+def _check_text(text: Any, what: str) -> str:
+    if not isinstance(text, str):
+        raise TypeError(f"{what} is {type(text).__name__}, not str")
+    return text
+
+
 def _check_texts(texts: Sequence[str], what: str) -> list[str]:
     if isinstance(texts, str):
         raise TypeError(f"{what} must be a list of strings, not a single string")
     texts = list(texts)
     for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise TypeError(f"{what}[{i}] is {type(text).__name__}, not str")
+        _check_text(text, f"{what}[{i}]")
     return texts
 
 
@@ -175,10 +260,15 @@ def load_model(name_or_path: str | Path, *, backbone: str | None = None, k_query
         raise ValueError(f"unknown runtime {chosen!r}; choose one of {RUNTIMES}")
     parse_device(device)  # a clear error for a malformed name, whatever the runtime
     if chosen == "onnx":
-        return _load_onnx(path, settings, device=device, **loader_options)
-    if settings.runtime == "onnx":
+        model = _load_onnx(path, settings, device=device, **loader_options)
+    elif settings.runtime == "onnx":
         raise ValueError(f"{path}: an exported ONNX model folder has no torch weights; use runtime='onnx'")
-    return _load_torch(path, settings, device=device, **loader_options)
+    else:
+        model = _load_torch(path, settings, device=device, **loader_options)
+    model.load_arguments = dict(options, **loader_options, name_or_path=str(path), backbone=backbone,
+                                k_query=k_query, k_doc=k_doc, runtime=runtime, device=device)
+    model._loaded_config = copy.deepcopy(model.config)
+    return model
 
 
 def read_settings(path: Path, backbone: str | None = None) -> RetrieverConfig:

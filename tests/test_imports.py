@@ -39,7 +39,7 @@ PACKAGE_DIR = REPO / PACKAGE
 
 LAYER_NAMES = {0: "core", 1: "backbones", 2: "runtimes", 3: "engine", 4: "application"}
 SUBPACKAGE_LAYERS = {"core": 0, "backbones": 1, "runtimes": 2}
-ENGINE_MODULES = {"model", "registry", "shared"}  # top-level engine modules by name (others: no __main__ block)
+ENGINE_MODULES = {"model", "parallel", "registry", "shared"}  # top-level engine modules by name (others: no __main__ block)
 APPLICATION = 4
 FORBIDDEN_IN_ENGINE = ("pyserini", "jnius", "jnius_config")  # third-party, by top-level name
 

@@ -5,15 +5,17 @@
     python -m pyserini_diffret.encode \\
       input   --corpus C --fields title text [--shard-id I --shard-num N] [--skip-invalid] \\
       output  --embeddings OUT [--representations impact dense slots] [--slot-dtype float16] [--overwrite] \\
-      encoder --encoder diffret --batch-size 32 --device cpu [--max-length N]
+      encoder --encoder diffret --batch-size 32 --device cpu [--max-length N] [--parallel N]
 
     python -m pyserini_diffret.encode merge --inputs OUT.0 OUT.1 ... --output OUT
 
 Streaming: documents are read, encoded and appended chunk by chunk (``--chunk-size`` documents,
 default 8 batches), so memory does not grow with the corpus (only the set of ids seen, for the
-duplicate check). Re-running the same command on the same ``OUT`` resumes after the last checkpoint;
-the result is byte-identical to an uninterrupted run (see ``store``). ``--to-faiss`` is accepted for
-Pyserini compatibility; every run writes all ``--representations``.
+duplicate check). ``--parallel N`` encodes in N worker processes on CPU (``pyserini_diffret.parallel``),
+reading a few batches ahead: the batches are those of one process (each chunk sorted by length, then
+cut), so the output is the same, byte for byte. Re-running the same command on the same ``OUT`` resumes
+after the last checkpoint; the result is byte-identical to an uninterrupted run (see ``store``).
+``--to-faiss`` is accepted for Pyserini compatibility; every run writes all ``--representations``.
 
 A corpus that gives no document (an empty file, an empty shard, or every record skipped as invalid) is
 an error: nothing is written as complete, the command exits non-zero.
@@ -21,17 +23,24 @@ an error: nothing is written as complete, the command exits non-zero.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import os
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
-from pyserini_diffret.core.representations import REPRESENTATIONS
+import numpy as np
+
+from pyserini_diffret.core.devices import canonical_device
+from pyserini_diffret.core.representations import REPRESENTATIONS, Representations
 from pyserini_diffret.core.text import DEFAULT_MAX_CHARS, stored_contents
+from pyserini_diffret.model import length_batches
+from pyserini_diffret.parallel import encode_batches, worker_count
 from pyserini_diffret.workflow.collection import (
     CorpusReader, InputError, Position, count_records, shard_range,
 )
@@ -41,6 +50,7 @@ from pyserini_diffret.workflow.store import (
 )
 
 CHUNK_BATCHES = 8
+WRITER_COUNTS = ("encoded", "written", "empty_sparse")  # counted when a chunk is written, the rest when read
 
 
 @dataclass
@@ -88,10 +98,15 @@ def encode_corpus(corpus: str | os.PathLike, output: str | os.PathLike, model, *
                   shard_num: int = 1, batch_size: int = 32, chunk_size: int | None = None,
                   representations: Sequence[str] = REPRESENTATIONS, slot_dtype: str = "float32",
                   max_chars: int | None = DEFAULT_MAX_CHARS, skip_invalid: bool = False, overwrite: bool = False,
-                  progress: bool = True, device: str = "cpu", log: Callable[[str], None] = print) -> EncodeResult:
-    """Encode ``corpus`` (one shard of it) into ``output``; resumes a partial run of the same settings."""
+                  progress: bool = True, device: str = "cpu", parallel: int = 1,
+                  log: Callable[[str], None] = print) -> EncodeResult:
+    """Encode ``corpus`` (one shard of it) into ``output``; resumes a partial run of the same settings.
+
+    ``parallel``: worker processes that encode (CPU only); the output does not depend on it.
+    """
     started = time.perf_counter()
     output = Path(output)
+    check_parallel(parallel, device)
     reader = CorpusReader(corpus, fields=fields, docid_field=docid_field, delimiter=delimiter,
                           skip_invalid=skip_invalid, max_chars=max_chars)
     chunk_size = chunk_size or batch_size * CHUNK_BATCHES
@@ -160,23 +175,20 @@ def encode_corpus(corpus: str | os.PathLike, output: str | os.PathLike, model, *
 
     k, dim = model.k_doc, int(model.hidden_size)
     bar = _progress(end - start, resumed_from, progress)
+    chunks = _read_chunks(reader, position, end, chunk_size)
+    encoded = _encode_chunks(model, chunks, use_titles, batch_size, parallel)
     try:
-        chunk: list = []
-        chunk_end = position
-        for doc, after in reader.read(position, end):
-            chunk_end = after
-            if doc is not None:
-                chunk.append(doc)
-            if len(chunk) >= chunk_size:
-                _write_chunk(model, writer, chunk, use_titles, batch_size, counts)
-                writer.checkpoint(_state(digest, chunk_end, counts))
-                bar.update(chunk_end.record - position.record)
-                position, chunk = chunk_end, []
-        if chunk or chunk_end.record != position.record:
-            _write_chunk(model, writer, chunk, use_titles, batch_size, counts)
-            writer.checkpoint(_state(digest, chunk_end, counts))
-            bar.update(chunk_end.record - position.record)
+        done = 0  # records of this run's chunks written (for the progress bar)
+        for chunk, reps in encoded:
+            _write_chunk(writer, chunk, reps, use_titles, counts)
+            # Reading runs ahead of writing: the reader's counts as they were at the chunk's end.
+            state = {**chunk.read_counts, **{name: counts[name] for name in WRITER_COUNTS}}
+            writer.checkpoint(_state(digest, chunk.end, state))
+            bar.update(chunk.end.record - position.record - done)
+            done = chunk.end.record - position.record
     finally:
+        encoded.close()  # stops the workers, if any
+        chunks.close()  # closes the file being read
         bar.close()
         writer.close()
     check_accounting(counts)
@@ -212,12 +224,76 @@ def _state(digest: str, position: Position, counts) -> dict[str, Any]:
     return {"settings_digest": digest, "position": position.to_dict(), "counts": dict(counts)}
 
 
-def _write_chunk(model, writer: StoreWriter, docs: list, use_titles: bool, batch_size: int, counts) -> None:
+def check_parallel(parallel: int, device: str) -> None:
+    """``--parallel`` checked before anything is loaded or read."""
+    if isinstance(parallel, int) and not isinstance(parallel, bool) and parallel < 1:
+        raise ValueError(f"--parallel must be >= 1 (worker processes), got {parallel}")
+    if worker_count(parallel) > 1 and canonical_device(device) != "cpu":
+        raise ValueError(f"--parallel {parallel} runs worker processes on CPU only; with --device {device} "
+                         "use --parallel 1 (one GPU session per process)")
+
+
+@dataclass
+class _Chunk:
+    docs: list  # the chunk's documents (records skipped as invalid are not here)
+    end: Position  # the reader's position after the chunk's last record
+    read_counts: dict[str, int]  # the reader's counts at ``end``
+    order: np.ndarray  # length-sorted order of ``docs`` (``length_batches``)
+    batches: int  # how many batches encode ``docs``
+
+
+def _read_chunks(reader: CorpusReader, position: Position, end: int,
+                 chunk_size: int) -> Iterator[tuple[list, Position, dict[str, int]]]:
+    """``(documents, position after them, reader counts there)`` per ``chunk_size`` documents.
+
+    A last chunk may hold no documents (its records were all skipped): its checkpoint still moves on.
+    """
+    chunk: list = []
+    chunk_end = position
+    for doc, after in reader.read(position, end):
+        chunk_end = after
+        if doc is not None:
+            chunk.append(doc)
+        if len(chunk) >= chunk_size:
+            yield chunk, chunk_end, dict(reader.stats.counts)
+            position, chunk = chunk_end, []
+    if chunk or chunk_end.record != position.record:
+        yield chunk, chunk_end, dict(reader.stats.counts)
+
+
+def _encode_chunks(model, chunks: Iterator[tuple[list, Position, dict[str, int]]], use_titles: bool,
+                   batch_size: int, parallel: int) -> Iterator[tuple[_Chunk, Representations]]:
+    """Each chunk with its documents' representations, in order.
+
+    The batches are those of ``model.encode_documents(chunk, batch_size=batch_size)`` (int8 dynamic
+    quantisation depends on a batch's make-up), streamed across chunks so that workers never wait for a
+    chunk to be written.
+    """
+    pending: deque[_Chunk] = deque()  # chunks whose batches were handed out, oldest first
+
+    def batches() -> Iterator[list[str]]:
+        for docs, chunk_end, read_counts in chunks:
+            texts = model.document_texts([doc.text for doc in docs], [doc.title for doc in docs] if use_titles else None)
+            order, parts = length_batches(texts, batch_size)
+            parts = parts or [order]  # an empty chunk sends one empty batch, to keep its place in line
+            pending.append(_Chunk(docs, chunk_end, read_counts, order, len(parts)))
+            for part in parts:
+                yield [texts[i] for i in part]
+
+    done: list[Representations] = []
+    with contextlib.closing(encode_batches(model, batches(), "document", workers=parallel)) as results:
+        for reps in results:
+            done.append(reps)
+            if len(done) == pending[0].batches:
+                chunk = pending.popleft()
+                yield chunk, Representations.concat(done).take(np.argsort(chunk.order, kind="stable"))
+                done = []
+
+
+def _write_chunk(writer: StoreWriter, chunk: _Chunk, reps: Representations, use_titles: bool, counts) -> None:
+    docs = chunk.docs
     if not docs:
         return
-    texts = [doc.text for doc in docs]
-    titles = [doc.title for doc in docs] if use_titles else None
-    reps = model.encode_documents(texts, titles, batch_size=batch_size)
     contents = [stored_contents(doc.title if use_titles else None, doc.text) for doc in docs]
     writer.append([doc.docid for doc in docs], contents, reps)
     counts["encoded"] += len(docs)
@@ -275,6 +351,8 @@ def _parsers() -> dict[str, argparse.ArgumentParser]:
     p.add_argument("--max-length", type=int, default=None, help="document text tokens (default: the model's)")
     p.add_argument("--dimension", type=int, default=None, help="checked against the model's vector size")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--parallel", type=int, default=1, metavar="N",
+                   help="encode in N worker processes on CPU, each with its share of the cores (same output)")
     p.add_argument("--fp16", action="store_true", help="accepted and ignored (the model's dtype is used)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return parsers
@@ -335,6 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pyserini_diffret.shared import shared_model  # noqa: PLC0415
 
         check_unlocked(out.embeddings)  # fail before loading the model if another process writes the folder
+        check_parallel(enc.parallel, enc.device)
         model = shared_model(enc.encoder, enc.device, batch_size=enc.batch_size)
         if enc.max_length is not None:
             model.set_lengths(document=enc.max_length)
@@ -347,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             delimiter=inp.delimiter.replace("\\n", "\n"), shard_id=inp.shard_id, shard_num=inp.shard_num,
             batch_size=enc.batch_size, chunk_size=enc.chunk_size, representations=out.representations,
             slot_dtype=out.slot_dtype, max_chars=inp.max_chars or None, skip_invalid=inp.skip_invalid,
-            overwrite=out.overwrite, progress=not enc.quiet, device=enc.device,
+            overwrite=out.overwrite, progress=not enc.quiet, device=enc.device, parallel=enc.parallel,
             log=lambda message: print(message, file=sys.stderr),
         )
     except (InputError, ValueError, FileNotFoundError, NotADirectoryError, RuntimeError) as error:
