@@ -160,7 +160,7 @@ class DiffRetriever:
                       parallel: int | None = None) -> Iterator[Representations]:
         """Encode a stream of queries lazily: one ``Representations`` per ``batch_size`` texts, in input
         order (see ``embed_documents``)."""
-        size = _batch_size(batch_size or self.batch_size)
+        size = _batch_size(self.batch_size if batch_size is None else batch_size)
         if isinstance(texts, str):
             raise TypeError("texts must be an iterable of strings, not a single string")
         checked = (_check_text(text, f"texts[{i}]") for i, text in enumerate(texts))
@@ -175,7 +175,7 @@ class DiffRetriever:
         the same result as ``encode_documents`` of that batch alone. ``parallel=N`` (N > 1) encodes in N
         worker processes (CPU only), each loading this model again with its share of the cores.
         """
-        size = _batch_size(batch_size or self.batch_size)
+        size = _batch_size(self.batch_size if batch_size is None else batch_size)
         if isinstance(texts, str):
             raise TypeError("texts must be an iterable of documents, not a single string")
         joined = (self._document_text(item, i) for i, item in enumerate(texts))

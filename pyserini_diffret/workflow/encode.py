@@ -273,7 +273,8 @@ def _encode_chunks(model, chunks: Iterator[tuple[list, Position, dict[str, int]]
 
     def batches() -> Iterator[list[str]]:
         for docs, chunk_end, read_counts in chunks:
-            texts = model.document_texts([doc.text for doc in docs], [doc.title for doc in docs] if use_titles else None)
+            titles = [doc.title for doc in docs] if use_titles else None
+            texts = model.document_texts([doc.text for doc in docs], titles)
             order, parts = length_batches(texts, batch_size)
             parts = parts or [order]  # an empty chunk sends one empty batch, to keep its place in line
             pending.append(_Chunk(docs, chunk_end, read_counts, order, len(parts)))
