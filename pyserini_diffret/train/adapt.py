@@ -14,7 +14,8 @@ statistics of this corpus (``sparse_teacher="bm25"``: saturated term frequency a
 Layout of ``--output DIR``: the adapted model exported to ONNX (what ``--encoder DIR`` loads) and its torch
 weights in ``DIR/trainable`` (an encoder folder: further training or another export starts there). Work
 files (the starting weights, the BM25 index for mining) live in ``DIR/.adapt`` until the run ends. The run
-resumes from its last checkpoint when started again with the same settings.
+resumes from its last checkpoint when started again with the same settings. An export without torch weights
+(the embedded default) starts from weights recovered from its graph (``onnx_export.recover``).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from pyserini_diffret.core.config import CONFIG_NAME, RetrieverConfig
+from pyserini_diffret.core.record import ModelFolderError
 from pyserini_diffret.train.data import TITLE_SEPARATOR, Example, TrainingDataError
 
 MIN_TITLE_WORDS = 3
@@ -98,20 +100,24 @@ def read_documents(path: str | Path) -> list[tuple[str, str | None, str]]:
 
 
 def starting_folder(model: str | Path, work: Path) -> Path:
-    """The encoder folder (torch weights) that ``model`` names: itself, or its export's trainable weights."""
+    """The encoder folder (torch weights) that ``model`` names: itself, its export's ``trainable/`` weights (an
+    adapted model), or weights recovered from the export's graph (the embedded default)."""
+    from pyserini_diffret.onnx_export.recover import recover_weights  # noqa: PLC0415
     from pyserini_diffret.registry import resolve_model  # noqa: PLC0415
-    from pyserini_diffret.train.convert import restore_trainable  # noqa: PLC0415
 
     path = resolve_model(model)
     settings = RetrieverConfig.load(path) if (path / CONFIG_NAME).is_file() else None
     if settings is None or settings.runtime != "onnx":
         return path  # a Hugging Face folder: train from it directly
-    trainable = path / TRAINABLE
-    if not trainable.is_dir():
-        raise TrainingDataError(
-            f"{path}: an exported ONNX model without trainable weights ({TRAINABLE}/ is missing); adapt the "
-            f"Hugging Face folder it was exported from instead (recorded source: {settings.source or 'unknown'})")
-    return restore_trainable(trainable, work / "start", tokenizer_folder=path)
+    if (path / TRAINABLE / CONFIG_NAME).is_file():
+        return path / TRAINABLE
+    start = work / "start"
+    if (start / CONFIG_NAME).is_file():
+        return start
+    try:
+        return recover_weights(path, start)  # checked against the graph before it is used
+    except ModelFolderError as error:
+        raise TrainingDataError(str(error)) from None
 
 
 def adapt(corpus: str | Path, model: str | Path, output: str | Path, *, precision: str = "int8",
@@ -164,6 +170,8 @@ def adapt(corpus: str | Path, model: str | Path, output: str | Path, *, precisio
             log(f"{len(examples) - with_negatives} pseudo-queries have no BM25 negative (in-batch negatives only)")
 
     start = starting_folder(model, work)
+    if start.parent == work:
+        log(f"{model} is an export without torch weights: starting from the weights recovered from its graph")
     base = RetrieverConfig.load(start) if (start / CONFIG_NAME).is_file() else None
     lengths = {} if base is None else dict(
         k_query=base.k_query, k_doc=base.k_doc, max_query_length=base.max_query_length or 32,

@@ -13,7 +13,6 @@ from pyserini_diffret.train import TrainConfig, TrainingDataError, train
 from pyserini_diffret.train import adapt as adapt_module
 from pyserini_diffret.train.__main__ import main as train_main
 from pyserini_diffret.train.adapt import adapt, pseudo_queries, split_sentences
-from pyserini_diffret.train.convert import PACKED_WEIGHTS, pack_trainable, restore_trainable
 
 DOCS = [
     ("d1", "Aspirin and heart attacks in adults", "Aspirin reduces the risk of heart attack. It thins the blood. "
@@ -73,21 +72,6 @@ def test_inverse_cloze_usually_removes_the_sentence():
             for i in range(200)]
     removed = [e.query not in e.positives[0] for e in pseudo_queries(docs, seed=3)]
     assert 0.8 < np.mean(removed) < 0.97
-
-
-def test_packed_weights_round_trip(start, tmp_path):
-    packed = pack_trainable(start, tmp_path / "packed")
-    assert (packed / PACKED_WEIGHTS).is_file()
-    restored = restore_trainable(packed, tmp_path / "restored", tokenizer_folder=start)
-    original, back = load_file(str(start / "model.safetensors")), load_file(str(restored / "model.safetensors"))
-    assert original.keys() == back.keys()
-    for name, tensor in original.items():
-        bound = tensor.abs().amax(dim=-1, keepdim=True) / 127 / 2 + 1e-7 if tensor.ndim == 2 else 0
-        assert torch.all((tensor - back[name]).abs() <= bound), name
-    texts = ["aspirin heart", "swept wing shock"]
-    a, b = load_model(start).encode_queries(texts), load_model(restored).encode_queries(texts)
-    assert np.allclose(a.slots, b.slots, atol=0.05)
-    assert restore_trainable(start, tmp_path / "unused", tokenizer_folder=start) == start  # already float weights
 
 
 def test_self_teacher_targets_are_the_start_models_mean_slot(start):
@@ -160,11 +144,21 @@ def test_interrupted_export_does_not_train_again(start, corpus, tmp_path, monkey
     assert load_model(out).encode_queries(["wing"]).slots.shape[1] == 2
 
 
-def test_an_export_without_trainable_weights_is_a_clear_error(start, corpus, tmp_path):
+def test_an_export_without_torch_weights_starts_from_its_recovered_weights(start, corpus, tmp_path):
     from pyserini_diffret.onnx_export import export_model
 
     export = export_model(start, tmp_path / "export", precision="fp32")
-    with pytest.raises(TrainingDataError, match="without trainable weights"):
+    lines = []
+    out = adapt(corpus, export, tmp_path / "out", precision="fp32", max_steps=1, progress=False, log=lines.append)
+    assert any("recovered from its graph" in line for line in lines)
+    assert load_model(out).encode_queries(["wing"]).slots.shape[1] == 2
+
+
+def test_a_decoder_export_cannot_be_adapted_without_its_source(tiny_model_dirs, corpus, tmp_path):
+    from pyserini_diffret.onnx_export import export_model
+
+    export = export_model(tiny_model_dirs["dream"], tmp_path / "export", precision="fp32", backbone="dream")
+    with pytest.raises(TrainingDataError, match="BERT masked LMs only"):
         adapt(corpus, export, tmp_path / "out", precision="fp32", max_steps=1, progress=False, log=lambda m: None)
 
 

@@ -1,0 +1,173 @@
+"""Torch weights back from an exported masked-LM graph, so that an export can be trained again.
+
+An exported folder ships the graph only (the embedded default ``diffret`` among them); ``train adapt`` needs the
+model's tensors. Every weight is in the graph: named ones (embeddings, LayerNorms, biases) under their module
+names, the dense matrices as anonymous ``MatMul``/``MatMulInteger`` inputs (int8 with a scale and zero point per
+output column after dynamic quantisation), and the tied word embeddings as int8 rows (``tied.py``). A matrix is
+named by its node, which carries the module path of the trace (``/bert/encoder/layer.0/attention/self/query/
+MatMul`` -> ``bert.encoder.layer.0.attention.self.query.weight``). The result is checked against the graph on sample texts before it
+is used. int8 exports give the dequantised weights: a starting point for training, not a copy of the source.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from pyserini_diffret.core.config import RetrieverConfig
+from pyserini_diffret.core.record import RECORD_KEY, ExportRecord, ModelFolderError
+
+TIED = "tied_embedding/"
+SAMPLE_TEXTS = ("Aspirin reduces the risk of heart attack in adults.", "Supersonic flow over a swept wing.",
+                "vitamin d and bone fractures")
+MIN_COSINE = 0.98  # slot vectors, recovered torch model against the graph (int8 activations add noise)
+
+
+def recover_weights(export_dir: str | Path, output: str | Path) -> Path:
+    """Write ``output``: a Hugging Face ``BertForMaskedLM`` folder with the export's settings and tokenizer."""
+    import onnx  # noqa: PLC0415
+    from onnx import numpy_helper  # noqa: PLC0415
+
+    export_dir, output = Path(export_dir), Path(output)
+    settings = RetrieverConfig.load(export_dir)
+    record = ExportRecord.from_dict(settings.extra.get(RECORD_KEY), str(export_dir))
+    model_type = record.model_type
+    if settings.backbone != "mlm" or model_type not in ("bert", ""):
+        raise ModelFolderError(f"{export_dir}: torch weights can be recovered from exported BERT masked LMs only "
+                               f"(this is a {settings.backbone!r} / {model_type or 'unknown'!r} export); train from the "
+                               "Hugging Face folder it was exported from")
+    graph = onnx.load(str(export_dir / record.graph)).graph
+    values = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    weights = _weights_by_position(graph, values, consumers)
+    config = _bert_config(graph, weights, settings)
+    _save(weights, config, export_dir, output, settings)
+    _check(export_dir, output)
+    return output
+
+
+def _module_path(node_name: str) -> str:
+    """``/bert/encoder/layer.0/attention/self/query/MatMul_quant`` -> ``bert.encoder.layer.0.attention.self.query``:
+    the exporter traces with module scopes, and quantisation keeps the node names."""
+    parts = node_name.strip("/").split("/")[:-1]
+    if not parts:
+        raise ModelFolderError(f"graph node {node_name!r} carries no module path; the graph is not one of our exports")
+    return ".".join(parts)
+
+
+def _weights_by_position(graph, values: dict[str, np.ndarray], consumers: dict[str, list]) -> dict[str, np.ndarray]:
+    """Every weight from the node that uses it, never from its initializer's name: the export merges identical
+    constants (LayerNorms left at one, zero biases), so a name may stand for several weights."""
+    weights: dict[str, np.ndarray] = {}
+    for node in graph.node:
+        op, inputs = node.op_type, list(node.input)
+        if op in ("MatMul", "MatMulInteger") and inputs[1] in values and not inputs[1].startswith(TIED):
+            module = _module_path(node.name)
+            if module == "cls.predictions.decoder":
+                continue  # the word embeddings, tied
+            matrix = values[inputs[1]].astype(np.float32)
+            if op == "MatMulInteger":
+                base = inputs[1].removesuffix("_quantized")
+                matrix = (matrix - values[base + "_zero_point"].astype(np.float32)) * values[base + "_scale"]
+            weights[module + ".weight"] = matrix.T  # MatMul takes [in, out]; Linear stores [out, in]
+            _bias_and_norm(node.output[0], module, values, consumers, weights)
+        elif op == "LayerNormalization" and node.name.startswith("/"):
+            module = _module_path(node.name)
+            weights[module + ".weight"], weights[module + ".bias"] = values[inputs[1]], values[inputs[2]]
+        elif op == "Gather" and inputs[0] in values and node.name.startswith("/") and "embeddings" in node.name:
+            weights[_module_path(node.name) + ".weight"] = values[inputs[0]]
+        elif op == "Add" and node.name.startswith("/cls/predictions/decoder/"):
+            weights["cls.predictions.bias"] = values[next(i for i in inputs if i in values)]
+    if TIED + "int8" in values:
+        rows = values[TIED + "int8"].astype(np.float32) - values[TIED + "zero_point"].astype(np.float32)[:, None]
+        weights["bert.embeddings.word_embeddings.weight"] = rows * values[TIED + "row_scale"][:, None]
+    return weights
+
+
+def _bias_and_norm(product: str, module: str, values: dict[str, np.ndarray], consumers: dict[str, list],
+                   weights: dict[str, np.ndarray]) -> None:
+    """The bias a matrix product meets next (a few nodes on: the int8 path casts and scales first) and, where the
+    addition is fused into ``SkipLayerNormalization``, the LayerNorm that follows the dense layer."""
+    frontier = [product]
+    for _ in range(4):
+        following = [n for name in frontier for n in consumers.get(name, [])]
+        for node in following:
+            inputs = list(node.input)
+            if node.op_type == "BiasGelu":
+                weights[module + ".bias"] = values[inputs[1]]
+                return
+            if node.op_type == "SkipLayerNormalization":
+                norm = module.rsplit(".", 1)[0] + ".LayerNorm"
+                weights[norm + ".weight"], weights[norm + ".bias"] = values[inputs[2]], values[inputs[3]]
+                if len(inputs) > 4 and inputs[4]:
+                    weights[module + ".bias"] = values[inputs[4]]
+                return
+            if node.op_type == "Add" and any(i in values and values[i].ndim == 1 for i in inputs):
+                weights[module + ".bias"] = values[next(i for i in inputs if i in values and values[i].ndim == 1)]
+                return
+        frontier = [out for node in following for out in node.output]
+    raise ModelFolderError(f"the product of {module} reaches no bias; the graph is not a BERT export we know")
+
+
+def _bert_config(graph, weights: dict[str, np.ndarray], settings: RetrieverConfig) -> dict:
+    attributes = {a.name: a for node in graph.node if node.op_type == "MultiHeadAttention" for a in node.attribute}
+    epsilons = {a.f for node in graph.node if "LayerNormalization" in node.op_type for a in node.attribute
+                if a.name == "epsilon"}
+    if "num_heads" not in attributes:
+        raise ModelFolderError("no MultiHeadAttention node: the number of attention heads is unknown "
+                               "(recovery needs an export with fused attention)")
+    layers = sorted({int(n.split(".")[3]) for n in weights if n.startswith("bert.encoder.layer.")})
+    vocab, hidden = weights["bert.embeddings.word_embeddings.weight"].shape
+    return {
+        "architectures": ["BertForMaskedLM"], "model_type": "bert", "vocab_size": int(vocab), "hidden_size": int(hidden),
+        "num_hidden_layers": len(layers), "num_attention_heads": int(attributes["num_heads"].i),
+        "intermediate_size": int(weights["bert.encoder.layer.0.intermediate.dense.weight"].shape[0]),
+        "max_position_embeddings": int(weights["bert.embeddings.position_embeddings.weight"].shape[0]),
+        "type_vocab_size": int(weights["bert.embeddings.token_type_embeddings.weight"].shape[0]),
+        "hidden_act": "gelu", "layer_norm_eps": float(min(epsilons)) if epsilons else 1e-12,
+        "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1, "tie_word_embeddings": True,
+        "pad_token_id": 0,
+    }
+
+
+def _save(weights: dict[str, np.ndarray], config: dict, export_dir: Path, output: Path, settings: RetrieverConfig) -> None:
+    import torch  # noqa: PLC0415
+    from transformers import BertConfig, BertForMaskedLM  # noqa: PLC0415
+
+    from pyserini_diffret.backbones.base import load_tokenizer  # noqa: PLC0415
+
+    model = BertForMaskedLM(BertConfig(**config))
+    state = {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in weights.items()}  # writable copies
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [m for m in missing if m not in ("cls.predictions.decoder.weight", "cls.predictions.decoder.bias")]
+    if missing or unexpected:
+        raise ModelFolderError(f"{export_dir}: recovered weights do not fit BertForMaskedLM "
+                               f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+    model.tie_weights()
+    output.mkdir(parents=True, exist_ok=True)
+    model.eval().save_pretrained(str(output))
+    load_tokenizer(export_dir).save_pretrained(str(output))
+    recovered = RetrieverConfig.load(export_dir)
+    recovered.runtime = "torch"
+    recovered.extra = dict({k: v for k, v in recovered.extra.items() if k != "onnx"},
+                           recovered_from=str(export_dir))
+    recovered.save(output)
+    (output / "recovered.json").write_text(json.dumps({"export": str(export_dir), "config": config}, indent=2) + "\n")
+
+
+def _check(export_dir: Path, output: Path) -> None:
+    from pyserini_diffret import load_model  # noqa: PLC0415
+
+    graph = load_model(export_dir).encode_documents(list(SAMPLE_TEXTS)).slots
+    torch_slots = load_model(output).encode_documents(list(SAMPLE_TEXTS)).slots
+    a = graph / np.linalg.norm(graph, axis=-1, keepdims=True)
+    b = torch_slots / np.linalg.norm(torch_slots, axis=-1, keepdims=True)
+    worst = float((a * b).sum(-1).min())
+    if worst < MIN_COSINE:
+        raise ModelFolderError(f"{export_dir}: the recovered torch weights disagree with the graph (slot cosine "
+                               f"{worst:.4f} < {MIN_COSINE}); train from the Hugging Face folder it was exported from")
