@@ -15,7 +15,9 @@ A script that uses workers needs the usual ``if __name__ == "__main__":`` guard 
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import functools
 import multiprocessing
 import queue
 import signal
@@ -108,6 +110,11 @@ class _Pool:
         ]
         self.held: list[dict[int, int]] = [{} for _ in range(count)]  # per worker: batch number -> its size
         self.started: list = []
+        self.stopped = False
+        # A stream left suspended (Ctrl-C in the caller's loop) is closed only when the interpreter shuts
+        # down, too late to stop processes cleanly: stop them at exit instead.
+        self._at_exit = functools.partial(self.stop, abort=True)
+        atexit.register(self._at_exit)
         try:
             for process in self.processes:
                 process.start()
@@ -175,6 +182,10 @@ class _Pool:
 
     def stop(self, abort: bool) -> None:
         """End the workers: asked to finish (``abort=False``, after the last batch) or terminated now."""
+        if self.stopped:
+            return
+        self.stopped = True
+        atexit.unregister(self._at_exit)
         if not abort:
             for tasks in self.tasks:
                 tasks.put(None)
@@ -193,7 +204,6 @@ class _Pool:
             channel.close()
         for process in self.started:
             process.close()
-        self.started = []
 
 
 def _work(plan: _Plan, worker: int, tasks, results) -> None:

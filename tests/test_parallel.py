@@ -192,3 +192,56 @@ def test_torch_workers(model_dir):  # noqa: F811
     pooled = list(torch_model.embed_documents(texts, batch_size=4, parallel=2))
     for start, got in zip(range(0, 10, 4), pooled, strict=True):
         same(got, torch_model.encode_documents(texts[start:start + 4]))
+
+
+_ENDLESS = """
+import itertools, sys
+from pyserini_diffret import load_model
+
+if __name__ == "__main__":
+    stream = load_model("diffret").embed_queries((f"query {i}" for i in itertools.count()), batch_size=2, parallel=2)
+    next(stream)
+    print("running", flush=True)
+    for _ in stream:
+        pass
+"""
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGKILL"])
+def test_no_worker_outlives_an_interrupted_or_killed_parent(tmp_path, signal_name):
+    """SIGINT to the whole process group, as a terminal sends it (the workers ignore it, the parent stops
+    them), or SIGKILL to the parent alone (the workers see it gone and exit)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "endless.py"
+    script.write_text(_ENDLESS, encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        assert proc.stdout.readline().strip() == "running", proc.stderr.read()
+        if signal_name == "SIGINT":
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            os.kill(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    if signal_name == "SIGINT":
+        assert "KeyboardInterrupt" in err and err.count("Traceback") == 1, err  # the parent's alone
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        left = []
+        for process in psutil.process_iter(["cmdline"]):
+            try:
+                if os.getsid(process.pid) == proc.pid and process.status() != psutil.STATUS_ZOMBIE:
+                    left.append(process)
+            except (psutil.NoSuchProcess, ProcessLookupError, PermissionError):
+                pass
+        if not left:
+            break
+        time.sleep(0.2)
+    assert not left, [p.info["cmdline"] for p in left]
