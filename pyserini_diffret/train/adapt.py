@@ -47,13 +47,14 @@ DEFAULTS: dict[str, Any] = dict(
     distill_steps=0, distill_weight=1.0, precision="bf16", lora="off", save_steps=20, seed=42,
 )
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\"'])")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
 def split_sentences(text: str) -> list[str]:
-    """Sentences split at ``. ! ?`` followed by a capital, a digit or an opening mark.
+    """Sentences split at ``. ! ?`` followed by white space, whatever the case (many collections are lower-cased).
 
-    A rule rather than nltk's punkt: punkt's data is a download, and only candidate queries are needed here.
+    A rule rather than nltk's punkt: punkt's data is a download, and only candidate queries are needed here; a
+    split after an abbreviation gives a shorter pseudo-query, not a wrong one.
     """
     return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
 

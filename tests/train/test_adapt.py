@@ -46,8 +46,9 @@ def start(tiny_model_dirs, corpus, tmp_path):
     return out
 
 
-def test_sentences_split_at_ends_followed_by_a_capital():
-    assert split_sentences("A b. C d! e. F? 3 g.") == ["A b.", "C d! e.", "F?", "3 g."]
+def test_sentences_split_at_ends_in_any_case():
+    assert split_sentences("A b. C d! e. F? 3 g.") == ["A b.", "C d!", "e.", "F?", "3 g."]
+    assert split_sentences("flow over a wing . the results agree.x") == ["flow over a wing .", "the results agree.x"]
 
 
 def test_pseudo_queries_titles_and_inverse_cloze():
