@@ -5,7 +5,7 @@
     python -m pyserini_diffret.encode \\
       input   --corpus C --fields title text [--shard-id I --shard-num N] [--skip-invalid] \\
       output  --embeddings OUT [--representations impact dense slots] [--slot-dtype float16] [--overwrite] \\
-      encoder --encoder diffret --batch-size 32 --device cpu [--max-length N] [--parallel N]
+      encoder --encoder diffret --batch-size 32 --device cpu [--max-length N] [--parallel N] [--ray [ADDRESS]]
 
     python -m pyserini_diffret.encode merge --inputs OUT.0 OUT.1 ... --output OUT
 
@@ -13,8 +13,10 @@ Streaming: documents are read, encoded and appended chunk by chunk (``--chunk-si
 default 8 batches), so memory does not grow with the corpus (only the set of ids seen, for the
 duplicate check). ``--parallel N`` encodes in N worker processes on CPU (``pyserini_diffret.parallel``),
 reading a few batches ahead: the batches are those of one process (each chunk sorted by length, then
-cut), so the output is the same, byte for byte. Re-running the same command on the same ``OUT`` resumes
-after the last checkpoint; the result is byte-identical to an uninterrupted run (see ``store``).
+cut), so the output is the same, byte for byte. ``--ray [ADDRESS]`` encodes those same batches in Ray
+actors, on a local Ray cluster or an existing one (``workflow.ray_encode``; Ray is the optional extra
+``ray``). Re-running the same command on the same ``OUT`` resumes after the last checkpoint; the result is
+byte-identical to an uninterrupted run (see ``store``).
 ``--to-faiss`` is accepted for Pyserini compatibility; every run writes all ``--representations``.
 
 A corpus that gives no document (an empty file, an empty shard, or every record skipped as invalid) is
@@ -98,15 +100,18 @@ def encode_corpus(corpus: str | os.PathLike, output: str | os.PathLike, model, *
                   shard_num: int = 1, batch_size: int = 32, chunk_size: int | None = None,
                   representations: Sequence[str] = REPRESENTATIONS, slot_dtype: str = "float32",
                   max_chars: int | None = DEFAULT_MAX_CHARS, skip_invalid: bool = False, overwrite: bool = False,
-                  progress: bool = True, device: str = "cpu", parallel: int = 1,
+                  progress: bool = True, device: str = "cpu", parallel: int | None = None, ray: str | None = None,
                   log: Callable[[str], None] = print) -> EncodeResult:
     """Encode ``corpus`` (one shard of it) into ``output``; resumes a partial run of the same settings.
 
-    ``parallel``: worker processes that encode (CPU only); the output does not depend on it.
+    ``parallel``: worker processes that encode (CPU only; None: this process); the output does not depend on it.
+    ``ray``: encode in Ray actors instead (``workflow.ray_encode``): ``""`` on a local cluster (or the one this
+    process is connected to), else on the cluster at that address; ``parallel`` is then the number of actors
+    (None: one per GPU with a CUDA ``device``, else one per node). ``model`` itself then only needs to be on CPU.
     """
     started = time.perf_counter()
     output = Path(output)
-    check_parallel(parallel, device)
+    check_parallel(parallel, device, ray)
     reader = CorpusReader(corpus, fields=fields, docid_field=docid_field, delimiter=delimiter,
                           skip_invalid=skip_invalid, max_chars=max_chars)
     chunk_size = chunk_size or batch_size * CHUNK_BATCHES
@@ -176,7 +181,13 @@ def encode_corpus(corpus: str | os.PathLike, output: str | os.PathLike, model, *
     k, dim = model.k_doc, int(model.hidden_size)
     bar = _progress(end - start, resumed_from, progress)
     chunks = _read_chunks(reader, position, end, chunk_size)
-    encoded = _encode_chunks(model, chunks, use_titles, batch_size, parallel)
+    if ray is None:
+        encoded = _encode_chunks(model, chunks, use_titles, batch_size, parallel)
+    else:  # the same chunks, batches, writer and checkpoints; only the encoding moves to Ray actors
+        from pyserini_diffret.workflow.ray_encode import encode_chunks_on_ray  # noqa: PLC0415 - Ray is optional
+
+        encoded = encode_chunks_on_ray(model, chunks, use_titles, batch_size, address=ray, device=device,
+                                       actors=parallel)
     try:
         done = 0  # records of this run's chunks written (for the progress bar)
         for chunk, reps in encoded:
@@ -224,13 +235,14 @@ def _state(digest: str, position: Position, counts) -> dict[str, Any]:
     return {"settings_digest": digest, "position": position.to_dict(), "counts": dict(counts)}
 
 
-def check_parallel(parallel: int, device: str) -> None:
-    """``--parallel`` checked before anything is loaded or read."""
+def check_parallel(parallel: int | None, device: str, ray: str | None = None) -> None:
+    """``--parallel`` checked before anything is loaded or read (with ``--ray``: the number of actors)."""
     if isinstance(parallel, int) and not isinstance(parallel, bool) and parallel < 1:
-        raise ValueError(f"--parallel must be >= 1 (worker processes), got {parallel}")
-    if worker_count(parallel) > 1 and canonical_device(device) != "cpu":
+        raise ValueError(f"--parallel must be >= 1 ({'worker processes' if ray is None else 'Ray actors'}), "
+                         f"got {parallel}")
+    if ray is None and worker_count(parallel) > 1 and canonical_device(device) != "cpu":
         raise ValueError(f"--parallel {parallel} runs worker processes on CPU only; with --device {device} "
-                         "use --parallel 1 (one GPU session per process)")
+                         "use --parallel 1 (one GPU session per process), or --ray (Ray actors, one per GPU)")
 
 
 @dataclass
@@ -352,8 +364,12 @@ def _parsers() -> dict[str, argparse.ArgumentParser]:
     p.add_argument("--max-length", type=int, default=None, help="document text tokens (default: the model's)")
     p.add_argument("--dimension", type=int, default=None, help="checked against the model's vector size")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--parallel", type=int, default=1, metavar="N",
-                   help="encode in N worker processes on CPU, each with its share of the cores (same output)")
+    p.add_argument("--parallel", type=int, default=None, metavar="N",
+                   help="encode in N worker processes on CPU, each with its share of the cores (same output); "
+                        "with --ray: N Ray actors (default: one per GPU with --device cuda, else one per node)")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="encode in Ray actors (same output): on a local Ray cluster, or on the one at ADDRESS "
+                        "(host:6379 or ray://host:10001); needs the extra: pip install \"pyserini-diffret[ray]\"")
     p.add_argument("--fp16", action="store_true", help="accepted and ignored (the model's dtype is used)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return parsers
@@ -414,8 +430,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pyserini_diffret.shared import shared_model  # noqa: PLC0415
 
         check_unlocked(out.embeddings)  # fail before loading the model if another process writes the folder
-        check_parallel(enc.parallel, enc.device)
-        model = shared_model(enc.encoder, enc.device, batch_size=enc.batch_size)
+        check_parallel(enc.parallel, enc.device, enc.ray)
+        if enc.ray is not None:
+            from pyserini_diffret.workflow.ray_encode import require_ray  # noqa: PLC0415 - Ray is optional
+
+            require_ray()
+        # With --ray the actors load the model on --device; here it gives settings and vocabulary, on CPU.
+        model = shared_model(enc.encoder, enc.device if enc.ray is None else "cpu", batch_size=enc.batch_size)
         if enc.max_length is not None:
             model.set_lengths(document=enc.max_length)
         if enc.dimension is not None and enc.dimension != model.hidden_size:
@@ -427,7 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             delimiter=inp.delimiter.replace("\\n", "\n"), shard_id=inp.shard_id, shard_num=inp.shard_num,
             batch_size=enc.batch_size, chunk_size=enc.chunk_size, representations=out.representations,
             slot_dtype=out.slot_dtype, max_chars=inp.max_chars or None, skip_invalid=inp.skip_invalid,
-            overwrite=out.overwrite, progress=not enc.quiet, device=enc.device, parallel=enc.parallel,
+            overwrite=out.overwrite, progress=not enc.quiet, device=enc.device, parallel=enc.parallel, ray=enc.ray,
             log=lambda message: print(message, file=sys.stderr),
         )
     except (InputError, ValueError, FileNotFoundError, NotADirectoryError, RuntimeError) as error:
