@@ -32,7 +32,7 @@ $(STAMP): setup.py requirements/pyserini-2.4.0.txt requirements/onnxruntime-cpu.
 	# Its dependencies and onnxruntime (which Pyserini requires) in one call: pip checks the installed Pyserini's
 	# requirements after each call, and reports a conflict for any that a call leaves out.
 	$(PIP) install -r requirements/pyserini-2.4.0.txt -r requirements/onnxruntime-cpu.txt
-	$(PIP) install -e ".[test,train]"
+	$(PIP) install -e ".[test,train,ray]"
 	$(if $(filter 1,$(GPU)),$(PIP) uninstall -y onnxruntime && $(PIP) install --force-reinstall --no-deps -r $(ORT_REQUIREMENTS))
 	# Editable installs do not place the start-up hook that registers `--encoder diffret`.
 	$(BIN)/python -m pyserini_diffret.hook install

@@ -57,6 +57,8 @@ setup(
         "gpu": ["onnxruntime-gpu>=1.23"],
         "train": ["peft>=0.13"],
         "test": ["pytest>=8", "peft>=0.13"],
+        # encode --ray: Ray actors (Ray core; Ray Data is not used) on a local or remote cluster (workflow/ray_encode.py).
+        "ray": ["ray==2.60.*"],
     },
     cmdclass={"build_py": BuildPyWithHook},
 )
