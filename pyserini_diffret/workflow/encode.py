@@ -369,7 +369,7 @@ def _parsers() -> dict[str, argparse.ArgumentParser]:
                         "with --ray: N Ray actors (default: one per GPU with --device cuda, else one per node)")
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="encode in Ray actors (same output): on a local Ray cluster, or on the one at ADDRESS "
-                        "(host:6379 or ray://host:10001); needs the extra: pip install \"pyserini-diffret[ray]\"")
+                        "(HEAD:6379); needs the extra: pip install \"pyserini-diffret[ray]\"")
     p.add_argument("--fp16", action="store_true", help="accepted and ignored (the model's dtype is used)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return parsers

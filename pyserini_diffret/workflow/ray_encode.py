@@ -73,7 +73,13 @@ def ray_session(address: str | None) -> Iterator[Any]:
     if ray.is_initialized():
         yield ray
         return
-    ray.init(address=address or None)
+    try:
+        ray.init(address=address or None)
+    except (ConnectionError, ray.exceptions.RayError) as error:
+        where = f"at {address}" if address else "(Ray's default: RAY_ADDRESS, else this machine's)"
+        raise RuntimeError(f"--ray: could not connect to the Ray cluster {where}: {error} (is it running? `ray "
+                           "status` on its head; a cluster with token authentication also needs RAY_AUTH_MODE=token "
+                           "and its token here)") from error
     try:
         yield ray
     finally:
