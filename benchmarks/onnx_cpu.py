@@ -39,17 +39,9 @@ from pyserini_diffret import load_model  # noqa: E402
 from pyserini_diffret.onnx_export import PRECISIONS, compare_models, export_model  # noqa: E402
 from pyserini_diffret.core.devices import physical_cores  # noqa: E402
 from tests.tiny_models import make_mlm  # noqa: E402
-from timing import interleaved_best  # noqa: E402
+from timing import interleaved_best, read_texts  # noqa: E402
 
 DEFAULT_SPLADE = REPO / ".cache" / "test-weights" / "splade-tiny"
-
-
-def read_texts(data: Path, docs: int) -> tuple[list[str], list[str]]:
-    """The first ``docs`` passages (title + ". " + text) and every query of a BEIR folder."""
-    from pyserini_diffret.train.data import read_corpus, read_queries  # noqa: PLC0415
-
-    passages = list(read_corpus(data / "corpus.jsonl").values())[:docs]
-    return passages, list(read_queries(data / "queries.jsonl").values())
 
 
 def bench_model(label: str, source: Path, work: Path, passages, queries, args, backbone: str = "mlm") -> list[tuple]:
