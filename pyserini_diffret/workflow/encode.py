@@ -181,13 +181,13 @@ def encode_corpus(corpus: str | os.PathLike, output: str | os.PathLike, model, *
     k, dim = model.k_doc, int(model.hidden_size)
     bar = _progress(end - start, resumed_from, progress)
     chunks = _read_chunks(reader, position, end, chunk_size)
+    batched = _batched_chunks(model, chunks, use_titles, batch_size)
     if ray is None:
-        encoded = _encode_chunks(model, chunks, use_titles, batch_size, parallel)
+        encoded = _encode_chunks(model, batched, parallel)
     else:  # the same chunks, batches, writer and checkpoints; only the encoding moves to Ray actors
         from pyserini_diffret.workflow.ray_encode import encode_chunks_on_ray  # noqa: PLC0415 - Ray is optional
 
-        encoded = encode_chunks_on_ray(model, chunks, use_titles, batch_size, address=ray, device=device,
-                                       actors=parallel)
+        encoded = encode_chunks_on_ray(model, batched, address=ray, device=device, actors=parallel)
     try:
         done = 0  # records of this run's chunks written (for the progress bar)
         for chunk, reps in encoded:
@@ -273,23 +273,30 @@ def _read_chunks(reader: CorpusReader, position: Position, end: int,
         yield chunk, chunk_end, dict(reader.stats.counts)
 
 
-def _encode_chunks(model, chunks: Iterator[tuple[list, Position, dict[str, int]]], use_titles: bool,
-                   batch_size: int, parallel: int) -> Iterator[tuple[_Chunk, Representations]]:
-    """Each chunk with its documents' representations, in order.
+def _batched_chunks(model, chunks: Iterator[tuple[list, Position, dict[str, int]]], use_titles: bool,
+                    batch_size: int) -> Iterator[tuple[_Chunk, list[str], list[np.ndarray]]]:
+    """Each chunk with its documents' texts and the batches (index arrays into them) that encode it.
 
     The batches are those of ``model.encode_documents(chunk, batch_size=batch_size)`` (int8 dynamic
-    quantisation depends on a batch's make-up), streamed across chunks so that workers never wait for a
-    chunk to be written.
+    quantisation depends on a batch's make-up), whoever encodes them (this process, workers, Ray actors).
     """
+    for docs, chunk_end, read_counts in chunks:
+        titles = [doc.title for doc in docs] if use_titles else None
+        texts = model.document_texts([doc.text for doc in docs], titles)
+        order, parts = length_batches(texts, batch_size)
+        parts = parts or [order]  # an empty chunk sends one empty batch, to keep its place in line
+        yield _Chunk(docs, chunk_end, read_counts, order, len(parts)), texts, parts
+
+
+def _encode_chunks(model, batched: Iterator[tuple[_Chunk, list[str], list[np.ndarray]]],
+                   parallel: int | None) -> Iterator[tuple[_Chunk, Representations]]:
+    """Each chunk with its documents' representations, in order; batches are streamed across chunks so that
+    workers never wait for a chunk to be written."""
     pending: deque[_Chunk] = deque()  # chunks whose batches were handed out, oldest first
 
     def batches() -> Iterator[list[str]]:
-        for docs, chunk_end, read_counts in chunks:
-            titles = [doc.title for doc in docs] if use_titles else None
-            texts = model.document_texts([doc.text for doc in docs], titles)
-            order, parts = length_batches(texts, batch_size)
-            parts = parts or [order]  # an empty chunk sends one empty batch, to keep its place in line
-            pending.append(_Chunk(docs, chunk_end, read_counts, order, len(parts)))
+        for chunk, texts, parts in batched:
+            pending.append(chunk)
             for part in parts:
                 yield [texts[i] for i in part]
 

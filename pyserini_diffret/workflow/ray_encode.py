@@ -41,10 +41,7 @@ import numpy as np
 from pyserini_diffret.core.config import RetrieverConfig
 from pyserini_diffret.core.devices import parse_device
 from pyserini_diffret.core.representations import Representations
-from pyserini_diffret.model import length_batches
 from pyserini_diffret.registry import packaged_model_dir, registered_names
-from pyserini_diffret.workflow.collection import Position
-from pyserini_diffret.workflow.encode import _Chunk
 
 AHEAD = 2  # batches in flight per actor: one running, one queued, so that an actor never waits for the next
 RETRIES = 3  # restarts per actor and retries per batch after an actor died (a crash that repeats ends the run)
@@ -155,13 +152,13 @@ class _Encoder:
         return docids, dataclasses.replace(reps, vocabulary=None)  # the driver has the vocabulary
 
 
-def encode_chunks_on_ray(model, chunks: Iterator[tuple[list, Position, dict[str, int]]], use_titles: bool,
-                         batch_size: int, *, address: str | None, device: str,
-                         actors: int | None = None) -> Iterator[tuple[_Chunk, Representations]]:
+def encode_chunks_on_ray(model, batched: Iterator[tuple[Any, list[str], list[np.ndarray]]], *, address: str | None,
+                         device: str, actors: int | None = None) -> Iterator[tuple[Any, Representations]]:
     """``encode._encode_chunks`` on Ray actors: each chunk with its documents' representations, in order.
 
-    Ray is connected, and the actors started, when the first chunk is asked for; they are ended when the
-    stream ends, fails or is closed.
+    ``batched``: ``encode._batched_chunks``, each chunk (its ``docs`` with their ids) with its texts and its
+    batches. Ray is connected, and the actors started, when the first chunk is asked for; they are ended
+    when the stream ends, fails or is closed.
     """
     with ray_session(address) as ray:
         plan = plan_actors(ray, device, actors)
@@ -170,26 +167,21 @@ def encode_chunks_on_ray(model, chunks: Iterator[tuple[list, Position, dict[str,
         runtime = getattr(model.runtime, "name", "")
         handles = [encoder.remote(loader, arguments, runtime, plan.threads, model.config) for _ in range(plan.actors)]
         try:
-            yield from _stream(ray, handles, model, chunks, use_titles, batch_size)
+            yield from _stream(ray, handles, model, batched)
         finally:
             for handle in handles:
                 ray.kill(handle)  # also ends actors that a failed or closed run left busy
 
 
-def _stream(ray, handles: list, model, chunks: Iterator[tuple[list, Position, dict[str, int]]], use_titles: bool,
-            batch_size: int) -> Iterator[tuple[_Chunk, Representations]]:
-    pending: deque[_Chunk] = deque()  # chunks whose batches were handed out, oldest first
+def _stream(ray, handles: list, model,
+            batched: Iterator[tuple[Any, list[str], list[np.ndarray]]]) -> Iterator[tuple[Any, Representations]]:
+    pending: deque = deque()  # chunks whose batches were handed out, oldest first
 
     def batches() -> Iterator[tuple[list[str], list[str]]]:
-        # The batches of ``encode._encode_chunks`` (and so of one process), with their documents' ids.
-        for docs, chunk_end, read_counts in chunks:
-            titles = [doc.title for doc in docs] if use_titles else None
-            texts = model.document_texts([doc.text for doc in docs], titles)
-            order, parts = length_batches(texts, batch_size)
-            parts = parts or [order]  # an empty chunk sends one empty batch, to keep its place in line
-            pending.append(_Chunk(docs, chunk_end, read_counts, order, len(parts)))
+        for chunk, texts, parts in batched:
+            pending.append(chunk)
             for part in parts:
-                yield [docs[i].docid for i in part], [texts[i] for i in part]
+                yield [chunk.docs[i].docid for i in part], [texts[i] for i in part]
 
     source = batches()
     held = [0] * len(handles)  # per actor: batches sent and not yet taken back
