@@ -1,8 +1,8 @@
 """``python -m pyserini_diffret.encode ... encoder --ray``: the same outputs and accounting as one process (int8
 default model and an fp32 torch model), the same bad-input errors and counts, an actor that dies is restarted
-and its batches encoded again, documents that come back missing stop the run before anything of them is
-written (and the run resumes), and the refusals. One local Ray cluster (2 CPUs) serves the whole module; the
-tests that need Ray skip when the extra is not installed."""
+and its batches encoded again, failures on the actors are named, documents that come back missing stop the
+run before anything of them is written (and the run resumes), and the refusals. One local Ray cluster (2 CPUs)
+serves the whole module; the tests that need Ray skip when the extra is not installed."""
 from __future__ import annotations
 
 import dataclasses
@@ -115,6 +115,33 @@ class CrashOnce:
         return loaded
 
 
+def load_nothing(**arguments):
+    raise FileNotFoundError("model folder gone")
+
+
+@dataclasses.dataclass(frozen=True)
+class FailOn:
+    """``load_model``, with ``encode`` raising on a batch with a text that contains ``text``, or with the process
+    exiting at every batch (``text`` None)."""
+
+    loader: Callable
+    text: str | None
+
+    def __call__(self, **arguments):
+        loaded = self.loader(**arguments)
+        encode = loaded.encode
+
+        def failing(texts, side, batch_size=None):
+            if self.text is None:
+                os._exit(1)
+            if any(self.text in text for text in texts):
+                raise ValueError("cannot encode this one")
+            return encode(texts, side, batch_size)
+
+        loaded.encode = failing
+        return loaded
+
+
 OPTIONS = dict(use_titles=True, skip_invalid=True, batch_size=4, chunk_size=10, representations=list(REPRESENTATIONS),
                progress=False, log=lambda message: None)
 
@@ -129,6 +156,28 @@ def test_an_actor_that_dies_is_restarted_and_nothing_is_lost(cluster, corpus, tm
     assert marker.is_file()  # an actor did die, in the middle of the run
     assert result.accounting == reference.accounting
     assert files_of(tmp_path / "ray", skip=()) == files_of(tmp_path / "reference", skip=())
+
+
+def test_failures_on_the_actors_are_named(cluster, corpus, tmp_path, monkeypatch):  # noqa: F811
+    model = shared_model("diffret", "cpu", batch_size=4)
+    loader, arguments = model.load_recipe()
+    monkeypatch.setattr(model, "load_recipe", lambda: (load_nothing, dict(arguments)))
+    with pytest.raises(ray_encode.RayEncodingError, match="a Ray actor could not load the model .*diffret: "
+                                                          "FileNotFoundError: model folder gone"):
+        encode_corpus(corpus, tmp_path / "load", model, ray="", **OPTIONS)
+    # A batch whose encoding raises is named (and not retried: it would fail again).
+    monkeypatch.setattr(model, "load_recipe", lambda: (FailOn(loader, "Tomato seeds germinate"), dict(arguments)))
+    with pytest.raises(ray_encode.RayEncodingError, match=r"batch \d+ \(counting from 0; 4 documents, the first "
+                                                          r"'s\d+'\) failed on a Ray actor: ValueError: cannot encode "
+                                                          r"this one") as caught:
+        encode_corpus(corpus, tmp_path / "encode", model, ray="", **OPTIONS)
+    assert "Ray's report" in caught.value.__notes__[0]
+    monkeypatch.setattr(model, "load_recipe", lambda: (FailOn(loader, None), dict(arguments)))
+    with pytest.raises(ray_encode.RayEncodingError, match=r"batch 0 \(counting from 0; 4 documents, the first "
+                                                          r"'s\d+'\): the Ray actor encoding it died, and again "
+                                                          r"after each of 3 restarts"):
+        encode_corpus(corpus, tmp_path / "crash", model, ray="", **OPTIONS)
+    assert _all_cpus_free(cluster)
 
 
 def test_documents_missing_from_a_result_stop_the_run_and_it_resumes(cluster, corpus, tmp_path, monkeypatch,
