@@ -236,7 +236,13 @@ passage {RECIPE['max_document_length']} text tokens, top-{RECIPE['terms_per_slot
 ## Limits
 Trained on 809 scientific claims only, at 22.7M parameters: on SciFact it is close to the strong baselines,
 out of domain it is not. Read the Cranfield rows against BM25 below before choosing it for other
-collections; for a new domain, fine-tune on its data (`python -m pyserini_diffret.train`) or fuse with BM25.
+collections. On a new domain, in order of what they gave on Cranfield (`BENCHMARKS.md`, sections 7 and 8;
+BM25 0.351 nDCG@10, this model's hybrid 0.323 there): fuse BM25 in as a third run (`python -m
+pyserini_diffret.run` reports `hybrid+bm25`: 0.391); fine-tune on labelled data of the domain
+(`python -m pyserini_diffret.train`); or adapt to the collection's own documents without labels
+(`python -m pyserini_diffret.train adapt --corpus FILE --model diffret --output DIR`: hybrid 0.333, sparse
++0.020). Keeping MiniLM as a teacher throughout training and mixing weights with the warm start were tried
+and did not generalise better (`BENCHMARKS.md`, section 8).
 Its slots are nearly identical after fine-tuning, so dense multi (MaxSim) and dense single score alike.
 int8 dynamic quantisation scales each batch's activations as a whole, so a text's vectors vary slightly
 with the other texts in its batch (deterministic for the same batches). For batch-exact vectors, export
