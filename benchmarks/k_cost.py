@@ -99,8 +99,18 @@ def stage_functions(model, chunks: list[list[str]], k: int):
         "content": lambda: [model.content.mask(c) for c in chunks],
         "graph": lambda: [model.runtime.run(b, m, config.stop_truncation) for b, m in zip(batches, masks)],
         "post": post,
-        "end to end": lambda: [model.encode_queries(c, batch_size=len(c)) for c in chunks],
+        "end to end": lambda: end_to_end(model, chunks, k),
     }, batches, masks
+
+
+def end_to_end(model, chunks: list[list[str]], k: int):
+    """``encode_queries`` with K query slots (the model's own K_q is 4: set it for the call, then put it back)."""
+    saved = model.config.k_query
+    model.config.k_query = k
+    try:
+        return [model.encode_queries(c, batch_size=len(c)) for c in chunks]
+    finally:
+        model.config.k_query = saved
 
 
 def profile_graph(model, batches, masks, runs: int, threads: int, work: Path, tag: str) -> dict[str, dict[str, float]]:
