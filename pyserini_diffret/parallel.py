@@ -222,6 +222,9 @@ def _work(plan: _Plan, worker: int, tasks, results) -> None:
     except BaseException as error:  # noqa: BLE001 - reported to the parent, which raises it
         results.put(("failed", worker, None, (traceback.format_exc(), f"{type(error).__name__}: {error}")))
         return
+    # From here a worker that exits must not wait to flush results nobody will read (the parent gone or
+    # stopping): the parent asks a worker to stop only after it has received every result that worker sent.
+    results.cancel_join_thread()
     parent = multiprocessing.parent_process()
     while True:
         try:
