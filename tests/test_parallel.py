@@ -219,8 +219,15 @@ def test_no_worker_outlives_an_interrupted_or_killed_parent(tmp_path, signal_nam
 
     script = tmp_path / "endless.py"
     script.write_text(_ENDLESS, encoding="utf-8")
+    def as_from_a_terminal() -> None:
+        # The child must start as a shell would start it. This process's signal state may not be that: what
+        # earlier tests loaded (the JVM behind Pyserini blocks SIGQUIT here, for one) can leave signals blocked
+        # or ignored, and a child inherits both. In the full suite the child printed nothing: SIGINT never came.
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=as_from_a_terminal)
     try:
         assert proc.stdout.readline().strip() == "running", proc.stderr.read()
         if signal_name == "SIGINT":
