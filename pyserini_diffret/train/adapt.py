@@ -30,6 +30,7 @@ import numpy as np
 
 from pyserini_diffret.core.config import CONFIG_NAME, RetrieverConfig
 from pyserini_diffret.core.record import ModelFolderError
+from pyserini_diffret.core.text import join_title
 from pyserini_diffret.train.data import TITLE_SEPARATOR, Example, TrainingDataError
 
 MIN_TITLE_WORDS = 3
@@ -67,8 +68,7 @@ def pseudo_queries(documents: Sequence[tuple[str, str | None, str]], seed: int =
     for docid, title, text in documents:
         title = (title or "").strip()
         text = text.strip()
-        full = f"{title}{title_separator}{text}" if title and text else (title or text)
-        if not full:
+        if not (title or text):
             continue
         if len(title.split()) >= MIN_TITLE_WORDS and len(text.split()) >= MIN_SENTENCE_WORDS:
             examples.append(Example(query=title, positives=[text], query_id=f"{docid}#title", positive_ids=[docid]))
@@ -79,7 +79,7 @@ def pseudo_queries(documents: Sequence[tuple[str, str | None, str]], seed: int =
         pick = candidates[int(rng.integers(len(candidates)))]
         keep = rng.random() < KEEP_SENTENCE
         rest = " ".join(s for i, s in enumerate(sentences) if keep or i != pick)
-        passage = f"{title}{title_separator}{rest}" if title else rest
+        passage = join_title(title, rest, title_separator)
         examples.append(Example(query=sentences[pick], positives=[passage], query_id=f"{docid}#ict",
                                 positive_ids=[docid]))
     return examples
@@ -155,7 +155,7 @@ def adapt(corpus: str | Path, model: str | Path, output: str | Path, *, precisio
     if not examples:
         raise TrainingDataError(f"{corpus}: no document gives a training pair (a title of {MIN_TITLE_WORDS}+ words, "
                                 f"or two sentences of which one has {MIN_SENTENCE_WORDS}+ words)")
-    texts = {docid: (f"{title}{TITLE_SEPARATOR}{text}" if title else text) for docid, title, text in documents}
+    texts = {docid: join_title(title, text, TITLE_SEPARATOR) for docid, title, text in documents}
     log(f"{len(documents)} documents, {len(examples)} pseudo-queries "
         f"({sum(e.query_id.endswith('#title') for e in examples)} titles, "
         f"{sum(e.query_id.endswith('#ict') for e in examples)} sentences)")
