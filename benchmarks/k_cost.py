@@ -6,16 +6,17 @@ into its stages, each timed alone on prebuilt inputs, K values timed in turn eac
 ``--repeats``):
 
 - ``prompt``: ``PromptBuilder.build`` (tokenisation, prompt frame, K mask slots, left padding);
-- ``content``: ``ContentFilter.mask`` (the text's own words -> a [B, V] bool mask; does not depend on K);
+- ``content``: ``ContentFilter.ids`` (the text's own words -> their vocabulary ids; does not depend on K);
 - ``graph``: ``runtime.run`` on the prebuilt batch (one onnxruntime call);
-- ``post``: ``quantise`` (integer impacts) + ``single_vectors`` on the graph's outputs;
+- ``post``: ``pool_content_scores`` (per-slot top-k, max over slots), ``quantise`` (integer impacts) and
+  ``single_vectors`` on the graph's outputs;
 - ``end to end``: ``encode_queries`` itself (the stages plus batching and re-ordering).
 
 Then inside the graph: onnxruntime's profiler (``SessionOptions.enable_profiling``) on the same graph and
 inputs, per-node kernel times summed by op type and by part: ``vocabulary`` (nodes with a vocabulary-sized
-[.., V] input or output: the LM-head product over 30,522 words per slot and everything after it per slot:
-dequantise, bias, ArgMax, ReLU, the content-mask Where, TopK), ``encoder`` (everything else upstream:
-embeddings, attention, feed-forward, and the slot read-out's small ops) and ``other``.
+[.., V] input or output; since the LM head is read at the content ids only, none are left unless the
+graph has the zero-shot stop-token rule) and ``encoder`` (everything else: embeddings, attention,
+feed-forward, the LM head's transform and its product with the content rows, the read-out's small ops).
 
 Models: the embedded default ``diffret`` (ONNX int8) and the fp32 export of the same weights (by default
 recovered from the int8 graph with ``onnx_export.recover.recover_weights``, i.e. the dequantised weights;
@@ -23,12 +24,7 @@ recovered from the int8 graph with ``onnx_export.recover.recover_weights``, i.e.
 Speed does not depend on the weights' values.
 
     python benchmarks/k_cost.py [--ks 1,4,16] [--queries 64] [--batch-sizes 1,32] [--repeats 5] [--threads N]
-                                [--profile-runs 20] [--precisions int8,fp32] [--work DIR] [--check-readout]
-
-``--check-readout`` also runs a prototype of the read-out fix (the LM head read at the text's own word ids
-only, ``restricted_term_weights``) in torch on the same weights: the largest difference of its term weights
-from ``core.readout.slot_term_weights`` (queries and passages, the model's top-k and a top-8 that makes the
-top-k bind), and its time against the full LM head + read-out.
+                                [--profile-runs 20] [--precisions int8,fp32] [--work DIR]
 """
 from __future__ import annotations
 
@@ -82,21 +78,27 @@ def short_queries(model, data: Path, low: int, high: int, count: int) -> list[st
 
 
 def stage_functions(model, chunks: list[list[str]], k: int):
-    from pyserini_diffret.core.representations import Representations, quantise, single_vectors  # noqa: PLC0415
+    from pyserini_diffret.core.representations import (  # noqa: PLC0415
+        Representations,
+        pool_content_scores,
+        quantise,
+        single_vectors,
+    )
 
     config = model.config
     batches = [model.prompts.build(c, "query", k) for c in chunks]
-    masks = [model.content.mask(c) for c in chunks]
+    masks = [model.content.ids(c) for c in chunks]
     outputs = [model.runtime.run(b, m, config.stop_truncation) for b, m in zip(batches, masks)]
 
     def post():
-        for vectors, weights in outputs:
-            ids, impacts = quantise(weights, config.scale, config.quantisation)
+        for (vectors, scores), content_ids in zip(outputs, masks):
+            weights = pool_content_scores(scores, config.terms_per_slot)
+            ids, impacts = quantise(weights, content_ids, config.scale, config.quantisation)
             Representations(single_vectors(vectors), vectors, ids, impacts, model.vocabulary)
 
     return {
         "prompt": lambda: [model.prompts.build(c, "query", k) for c in chunks],
-        "content": lambda: [model.content.mask(c) for c in chunks],
+        "content": lambda: [model.content.ids(c) for c in chunks],
         "graph": lambda: [model.runtime.run(b, m, config.stop_truncation) for b, m in zip(batches, masks)],
         "post": post,
         "end to end": lambda: end_to_end(model, chunks, k),
@@ -166,87 +168,6 @@ def profile_graph(model, batches, masks, runs: int, threads: int, work: Path, ta
     return {"op": dict(by_op), "part": dict(by_part)}
 
 
-def restricted_term_weights(adapter, slot_hidden, content_mask, terms_per_slot: int, keep):
-    """Prototype (torch, BERT-style MLM heads): ``readout.slot_term_weights(adapter.lm_head(h), ...)`` computed at
-    the content ids only. Scores outside the content mask are 0 and ``log1p(0) = 0`` adds nothing to the
-    max-pool, so the top-k over the allowed ids picks the same positive scores as the top-k over the whole
-    vocabulary: the same output, for K x A x H multiply-adds instead of K x V x H (A: allowed ids, ~10-30
-    on a query, V = 30,522) and no [K, V] element-wise passes, ArgMax (needed only with stop truncation) or
-    TopK over V."""
-    import torch  # noqa: PLC0415
-
-    head = adapter.model.cls.predictions
-    counts = content_mask.sum(1)
-    width = max(int(counts.max()), 1)
-    ids = torch.zeros(content_mask.shape[0], width, dtype=torch.long)
-    valid = torch.arange(width)[None, :] < counts[:, None]
-    ids[valid] = content_mask.nonzero()[:, 1]
-    transformed = head.transform(slot_hidden)  # [B, K, H]
-    logits = torch.einsum("bkh,bah->bka", transformed, head.decoder.weight[ids]) + head.bias[ids][:, None, :]
-    scores = torch.where(valid[:, None, :] & keep[:, :, None], torch.relu(logits.float()), 0.0)
-    values, index = torch.topk(scores, min(terms_per_slot, width), dim=-1)
-    pooled = torch.zeros(content_mask.shape[0], content_mask.shape[1], dtype=values.dtype)
-    return pooled.scatter_reduce(1, ids.gather(1, index.flatten(1)), torch.log1p(values).flatten(1), reduce="amax")
-
-
-def check_readout(args, source: Path, queries: list[str]) -> None:
-    """Same outputs and the time of the LM head + read-out, torch fp32: over the vocabulary vs at the content ids."""
-    import torch  # noqa: PLC0415
-
-    from pyserini_diffret import load_model  # noqa: PLC0415
-    import numpy as np  # noqa: PLC0415
-
-    from pyserini_diffret.core.readout import slot_term_weights  # noqa: PLC0415
-    from pyserini_diffret.core.representations import quantise  # noqa: PLC0415
-
-    torch.set_num_threads(args.threads)
-    model = load_model(source, runtime="torch")
-    adapter = model.runtime.backbone
-    passages, _ = read_texts(args.data, 32)
-    print(f"\n### LM head + read-out at the content ids only (prototype, torch fp32, {source})\n")
-    print("| texts | K | terms per slot | largest abs difference | texts with any difference | impacts differing |")
-    print("|---|---|---|---|---|---|")
-    tail = len(model.layout.tail_ids)
-    with torch.inference_mode():
-        for side, texts in (("query", queries), ("document", passages)):
-            for k in args.ks:
-                for terms in sorted({model.config.terms_per_slot, 8}):
-                    batch = model.prompts.build(texts, side, k)
-                    mask = torch.from_numpy(model.content.mask(texts))
-                    hidden, logits = adapter.slot_states(torch.from_numpy(batch.input_ids),
-                                                         torch.from_numpy(batch.attention_mask), torch.arange(k), tail)
-                    keep = torch.ones(len(texts), k, dtype=torch.bool)
-                    full = slot_term_weights(logits, mask, terms, keep)
-                    restricted = restricted_term_weights(adapter, hidden, mask, terms, keep)
-                    difference = (full - restricted).abs()
-                    impacts = [quantise(w.numpy(), model.config.scale, model.config.quantisation)
-                               for w in (full, restricted)]
-                    entries = sum(len(i) for i in impacts[0][0])
-                    differing = sum(not (np.array_equal(ia, ib) and np.array_equal(va, vb)) for ia, ib, va, vb in
-                                    zip(impacts[0][0], impacts[1][0], impacts[0][1], impacts[1][1]))
-                    print(f"| {len(texts)} {side} texts | {k} | {terms} | {float(difference.max()):.2e} | "
-                          f"{int((difference.amax(1) > 0).sum())} | {differing} texts of {len(texts)} "
-                          f"({entries} entries) |")
-        print("\n| batch | K | head + read-out over V, ms per query | at the content ids, ms per query | speed-up |")
-        print("|---|---|---|---|---|")
-        for batch_size in args.batch_sizes:
-            chunk = queries[:batch_size]
-            fns, inputs = {}, {}
-            for k in args.ks:
-                batch = model.prompts.build(chunk, "query", k)
-                mask = torch.from_numpy(model.content.mask(chunk))
-                hidden, _ = adapter.slot_states(torch.from_numpy(batch.input_ids), torch.from_numpy(batch.attention_mask),
-                                                torch.arange(k), tail)
-                keep = torch.ones(len(chunk), k, dtype=torch.bool)
-                terms = model.config.terms_per_slot
-                fns[(k, "full")] = lambda h=hidden, m=mask, kp=keep: slot_term_weights(adapter.lm_head(h), m, terms, kp)
-                fns[(k, "restricted")] = lambda h=hidden, m=mask, kp=keep: restricted_term_weights(adapter, h, m, terms, kp)
-            times = interleaved_times(fns, args.repeats)
-            for k in args.ks:
-                full, restricted = (1000 * statistics.median(times[(k, w)]) / len(chunk) for w in ("full", "restricted"))
-                print(f"| {len(chunk)} | {k} | {full:.3f} | {restricted:.3f} | {full / restricted:.1f}x |")
-
-
 def sequence_length(batches) -> float:
     return statistics.mean(b.input_ids.shape[1] for b in batches)
 
@@ -303,9 +224,7 @@ def run(args, name: str, tag: str, model, queries: list[str], work: Path) -> Non
         vocabulary_lo = profiles[lo]["part"].get("vocabulary", 0.0)
         if total_lo > 0:
             print(f"\nK={hi} / K={lo} inside the graph: {total_hi / total_lo:.2f}x. The vocabulary-sized work is "
-                  f"{vocabulary_lo / total_lo:.0%} of the graph at K={lo} and {vocabulary_hi / total_hi:.0%} at K={hi}; "
-                  f"without it (the LM head read at the text's own word ids only: --check-readout) K={hi} / K={lo} "
-                  f"would be {(total_hi - vocabulary_hi) / max(total_lo - vocabulary_lo, 1e-9):.2f}x.")
+                  f"{vocabulary_lo / total_lo:.0%} of the graph at K={lo} and {vocabulary_hi / total_hi:.0%} at K={hi}.")
 
 
 def main() -> None:
@@ -325,9 +244,6 @@ def main() -> None:
     parser.add_argument("--fp32-source", type=Path, default=None,
                         help="Hugging Face folder to export in fp32 (default: weights recovered from the int8 graph)")
     parser.add_argument("--work", type=Path, default=None, help="keep the fp32 export here and reuse it")
-    parser.add_argument("--check-readout", action="store_true",
-                        help="also check (torch, the fp32 twin's Hugging Face weights) that reading the LM head at the "
-                             "content ids only gives the same term weights, and time it against the full read-out")
     args = parser.parse_args()
     args.ks = sorted(int(k) for k in args.ks.split(","))
     args.batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
@@ -349,11 +265,6 @@ def main() -> None:
             model = load_model(folders[precision], threads=args.threads)
             queries = short_queries(model, args.data, args.min_tokens, args.max_tokens, args.queries)
             run(args, f"ONNX {precision} ({folders[precision]})", precision, model, queries, work)
-        if args.check_readout:
-            source = fp32_source(args, work)
-            model = load_model(source, runtime="torch")
-            queries = short_queries(model, args.data, args.min_tokens, args.max_tokens, args.queries)
-            check_readout(args, source, queries)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from pyserini_diffret.core.content import ContentFilter
 from pyserini_diffret.core.devices import parse_device
 from pyserini_diffret.core.prompts import SIDES, EncodedBatch, PromptBuilder, SlotLayout
 from pyserini_diffret.core.record import ModelFolderError
-from pyserini_diffret.core.representations import Representations, quantise, single_vectors
+from pyserini_diffret.core.representations import Representations, pool_content_scores, quantise, single_vectors
 from pyserini_diffret.core.spec import RUNTIMES, ModelSpec
 from pyserini_diffret.core.text import join_title
 from pyserini_diffret.parallel import encode_batches
@@ -37,7 +37,7 @@ CONFIG_OPTIONS = frozenset(f.name for f in dataclasses.fields(RetrieverConfig)) 
 class Runtime(Protocol):
     name: str
 
-    def run(self, batch: EncodedBatch, content_mask: np.ndarray, stop_truncation: bool) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, batch: EncodedBatch, content_ids: np.ndarray, stop_truncation: bool) -> tuple[np.ndarray, np.ndarray]:
         ...
 
 
@@ -194,8 +194,10 @@ class DiffRetriever:
 
     def _encode_batch(self, texts: list[str], side: str, k: int) -> Representations:
         batch = self.prompts.build(texts, side, k)
-        vectors, weights = self.runtime.run(batch, self.content.mask(texts), self.config.stop_truncation)
-        ids, impacts = quantise(weights, self.config.scale, self.config.quantisation)
+        content_ids = self.content.ids(texts)
+        vectors, scores = self.runtime.run(batch, content_ids, self.config.stop_truncation)
+        weights = pool_content_scores(scores, self.config.terms_per_slot)
+        ids, impacts = quantise(weights, content_ids, self.config.scale, self.config.quantisation)
         return Representations(single_vectors(vectors), vectors, ids, impacts, self.vocabulary)
 
 
@@ -309,7 +311,7 @@ def _load_torch(path: Path, settings: RetrieverConfig, *, device: str = "cpu", d
                             trust_remote_code=trust_remote_code)
     spec = adapter.spec(settings, str(path))
     spec.check(PromptBuilder(adapter.tokenizer, settings, adapter.layout))  # before moving weights to a device
-    return DiffRetriever(spec, adapter.tokenizer, TorchRuntime(adapter, settings.terms_per_slot, device=device),
+    return DiffRetriever(spec, adapter.tokenizer, TorchRuntime(adapter, settings.stop_truncation, device=device),
                          batch_size=batch_size)
 
 

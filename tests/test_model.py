@@ -161,7 +161,8 @@ def test_real_weights_splade_tiny(splade_tiny_dir, monkeypatch):
     assert reps.impact == [{}] * len(TEXTS) and all(ids.size == 0 for ids in reps.term_ids)
     # The emptiness comes from the content mask (only the text's own words), not from a broken read-out:
     # with the whole vocabulary allowed, the positive logits at the mask slots give integer impacts.
-    monkeypatch.setattr(model.content, "mask", lambda texts: np.ones((len(texts), model.vocab_size), bool))
+    every_id = np.arange(model.vocab_size)
+    monkeypatch.setattr(model.content, "ids", lambda texts: np.tile(every_id, (len(texts), 1)))
     unrestricted = model.encode_documents(TEXTS, titles=["Aspirin", "", "", "Vitamin D"])
     assert all(unrestricted.impact)
     assert all(type(v) is int and v > 0 for impact in unrestricted.impact for v in impact.values())

@@ -3,8 +3,10 @@
 It loads a Hugging Face model and tokenizer, says how the prompt is laid out around the text
 (``SlotLayout``), and turns a left-padded batch into the final hidden states and LM-head logits at the
 K slot positions. The LM head runs on the K slots only: over every position it costs 6-8% more on a 7B
-model and doubles the cost of a small encoder whose vocabulary projection is as large as its body.
-Everything before (prompts) and after (read-out) is shared.
+model and doubles the cost of a small encoder whose vocabulary projection is as large as its body. At
+search time it is read at the text's own words only (``content_logits``); training and the zero-shot
+stop-token rule use the whole vocabulary (``slot_states``). Everything before (prompts) and after
+(read-out) is shared.
 """
 from __future__ import annotations
 
@@ -152,8 +154,14 @@ class Backbone(nn.Module):
         """The part of the model that maps ids to final (normed) hidden states."""
         raise NotImplementedError
 
-    def lm_head(self, hidden: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+    def head_transform(self, hidden: torch.Tensor) -> torch.Tensor:
+        """What the LM head does before its vocabulary projection (masked LMs: dense, activation, LayerNorm)."""
+        return hidden
+
+    @property
+    def output_projection(self) -> nn.Module:
+        """The LM head's vocabulary projection: ``weight`` ``[V, H]`` and ``bias`` ``[V]`` or None."""
+        return self.model.get_output_embeddings()
 
     def body_kwargs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
@@ -189,9 +197,22 @@ class Backbone(nn.Module):
         out = self.body(**self.body_kwargs(input_ids, attention_mask))
         return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
 
-    def slot_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                    slot_offsets: torch.Tensor, tail_length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Hidden states ``[B, K, H]`` and logits ``[B, K, V]`` at the K slots (one pass).
+    def lm_head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits over the whole vocabulary."""
+        return self.output_projection(self.head_transform(hidden))
+
+    def content_logits(self, hidden: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """``[B, K, A]``: ``lm_head(hidden)`` ``[B, K, H]`` read at the vocabulary ids ``[B, A]`` of each text only."""
+        projection = self.output_projection
+        rows = projection.weight[ids]  # [B, A, H]
+        logits = torch.matmul(self.head_transform(hidden), rows.transpose(1, 2))
+        return logits if projection.bias is None else logits + projection.bias[ids][:, None, :]
+
+    def slot_hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, slot_offsets: torch.Tensor,
+                           tail_length: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Final hidden states ``[B, K, H]`` at the K slots (one pass); those the LM head reads (the same unless
+        ``logit_shift``: decoders trained to predict the next token read the position before); and which
+        slots a row produced (``[B, K]`` bool; None: all of them, as every one-pass backbone does).
 
         ``slot_offsets`` is ``arange(K)``: its length carries K, so exported graphs keep K dynamic.
         """
@@ -199,4 +220,15 @@ class Backbone(nn.Module):
         positions = hidden.shape[1] - tail_length - slot_offsets.shape[0] + slot_offsets
         slot_hidden = hidden.index_select(1, positions)
         logit_hidden = hidden.index_select(1, positions - self.logit_shift) if self.logit_shift else slot_hidden
-        return slot_hidden, self.lm_head(logit_hidden)
+        return slot_hidden, logit_hidden, None
+
+    def slot_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    slot_offsets: torch.Tensor, tail_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden states ``[B, K, H]`` and logits over the whole vocabulary ``[B, K, V]`` at the K slots
+        (``-inf`` at slots a row did not produce)."""
+        slot_hidden, logit_hidden, produced = self.slot_hidden_states(input_ids, attention_mask, slot_offsets,
+                                                                      tail_length)
+        logits = self.lm_head(logit_hidden)
+        if produced is not None:
+            logits = logits.masked_fill(~produced[:, :, None], float("-inf"))
+        return slot_hidden, logits

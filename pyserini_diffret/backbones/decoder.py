@@ -148,8 +148,9 @@ class DecoderBackbone(Backbone):
             return out.last_hidden_state
         return out.logits if hasattr(out, "logits") else out[0]
 
-    def lm_head(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self._head(hidden)
+    @property
+    def output_projection(self) -> nn.Module:
+        return self._head
 
 
 class DreamBackbone(DecoderBackbone):

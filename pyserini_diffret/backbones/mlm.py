@@ -20,16 +20,25 @@ from torch import nn
 from pyserini_diffret.backbones.base import Backbone, load_tokenizer, token_id
 from pyserini_diffret.core.prompts import SlotLayout
 
-# The MLM head after the encoder, per architecture, so that it can run on the slots alone.
-_HEADS: dict[str, Callable[[nn.Module, torch.Tensor], torch.Tensor]] = {
-    "BertForMaskedLM": lambda m, h: m.cls(h),
-    "RobertaForMaskedLM": lambda m, h: m.lm_head(h),
-    "XLMRobertaForMaskedLM": lambda m, h: m.lm_head(h),
-    "CamembertForMaskedLM": lambda m, h: m.lm_head(h),
-    "ModernBertForMaskedLM": lambda m, h: m.decoder(m.head(h)),
-    "DistilBertForMaskedLM": lambda m, h: m.vocab_projector(m.vocab_layer_norm(m.activation(m.vocab_transform(h)))),
-    "ElectraForMaskedLM": lambda m, h: m.generator_lm_head(m.generator_predictions(h)),
+# The MLM head after the encoder, per architecture, split into what comes before its vocabulary projection
+# (run on the slots alone) and the projection itself (read at the text's own words at search time).
+_HEADS: dict[str, tuple[Callable[[nn.Module, torch.Tensor], torch.Tensor], Callable[[nn.Module], nn.Module]]] = {
+    "BertForMaskedLM": (lambda m, h: m.cls.predictions.transform(h), lambda m: m.cls.predictions.decoder),
+    "RobertaForMaskedLM": (lambda m, h: _roberta_transform(m.lm_head, h), lambda m: m.lm_head.decoder),
+    "XLMRobertaForMaskedLM": (lambda m, h: _roberta_transform(m.lm_head, h), lambda m: m.lm_head.decoder),
+    "CamembertForMaskedLM": (lambda m, h: _roberta_transform(m.lm_head, h), lambda m: m.lm_head.decoder),
+    "ModernBertForMaskedLM": (lambda m, h: m.head(h), lambda m: m.decoder),
+    "DistilBertForMaskedLM": (lambda m, h: m.vocab_layer_norm(m.activation(m.vocab_transform(h))),
+                              lambda m: m.vocab_projector),
+    "ElectraForMaskedLM": (lambda m, h: m.generator_predictions(h), lambda m: m.generator_lm_head),
 }
+
+
+def _roberta_transform(head: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """``RobertaLMHead.forward`` up to its decoder (the same activation function it calls)."""
+    from transformers.activations import gelu  # noqa: PLC0415
+
+    return head.layer_norm(gelu(head.dense(hidden)))
 
 
 class MaskedLMBackbone(Backbone):
@@ -73,5 +82,9 @@ class MaskedLMBackbone(Backbone):
     def body(self) -> nn.Module:
         return self.model.base_model
 
-    def lm_head(self, hidden: torch.Tensor) -> torch.Tensor:
-        return _HEADS[type(self.model).__name__](self.model, hidden)
+    def head_transform(self, hidden: torch.Tensor) -> torch.Tensor:
+        return _HEADS[type(self.model).__name__][0](self.model, hidden)
+
+    @property
+    def output_projection(self) -> nn.Module:
+        return _HEADS[type(self.model).__name__][1](self.model)

@@ -25,6 +25,7 @@ def english_stopwords() -> frozenset[str]:
 
 
 _PUNCTUATION = frozenset(string.punctuation)
+PAD_ID = -1  # fills a text's row of content ids after its own ids
 
 
 @lru_cache(maxsize=1)
@@ -67,6 +68,15 @@ class ContentFilter:
         self._ids_of_words(words)
         ids = {i for word in words for i in self._word_ids[word]}
         return np.fromiter(sorted(ids), dtype=np.int64, count=len(ids))
+
+    def ids(self, texts: Sequence[str]) -> np.ndarray:
+        """``[len(texts), A]`` int64: each text's allowed ids (ascending), then ``PAD_ID`` up to the batch's
+        largest count A (at least 1, so that no dimension is empty). The graph reads the LM head at these ids only."""
+        rows = [self.token_ids(text) for text in texts]
+        out = np.full((len(texts), max([1, *map(len, rows)])), PAD_ID, dtype=np.int64)
+        for row, ids in zip(out, rows):
+            row[:len(ids)] = ids
+        return out
 
     def mask(self, texts: Sequence[str]) -> np.ndarray:
         """Boolean ``[len(texts), vocab_size]`` mask of allowed ids."""

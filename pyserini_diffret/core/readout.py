@@ -1,11 +1,14 @@
 """From slot states to the two representations, in torch: written once, run by the torch runtime
 (``runtimes.torch_runtime.RetrieverModule``) and exported into the ONNX graph.
 
-Per slot (DESIGN 1.2-1.3): L2-normalised hidden state; term weights ``log(1 + relu(logit))`` restricted to
-the text's own words (the content mask), top-k per slot, then max-pooled over the K slots. Zero-shot
-instruction models also zero every slot from the first one whose argmax is a special token (unless that
-is the very first slot, as in the reference). Quantisation to integers happens on the host
-(``representations``), identically for every runtime.
+Per slot (DESIGN 1.2-1.3): the L2-normalised hidden state, and ``relu(logit)`` at the text's own words only
+(the content ids). The LM head is read at those ids alone (``Backbone.content_logits``): a score outside the
+content mask would be zeroed anyway, and ``log(1 + 0)`` adds nothing to the max over slots, so the top-k,
+``log1p`` and max-pool that follow (``representations.pool_content_scores``, on the host, shared by every
+runtime) give what the reference's vocabulary-wide read-out gives, for ``K x A`` instead of ``K x V`` logits
+(A: the text's distinct content ids, tens; V: the vocabulary, 30,522 to 152,000). Zero-shot instruction
+models also zero every slot from the first one whose argmax over the whole vocabulary is a special token
+(unless that is the very first slot, as in the reference): only they pay for the full LM head.
 """
 from __future__ import annotations
 
@@ -21,15 +24,7 @@ def kept_slots(slot_logits: torch.Tensor, stop_ids: torch.Tensor, stop_truncatio
     return keep | ~stop_truncation
 
 
-def slot_term_weights(slot_logits: torch.Tensor, content_mask: torch.Tensor, terms_per_slot: int,
-                      keep: torch.Tensor) -> torch.Tensor:
-    """``[B, V]`` max over kept slots of the per-slot top-k content-filtered ``log(1 + relu(logit))``.
-
-    ``log1p`` is monotone, so it is applied to the k kept values only, after ``topk``.
-    """
-    allowed = content_mask[:, None, :] & keep[:, :, None]
-    scores = torch.where(allowed, torch.relu(slot_logits.float()), 0.0)
-    batch, k, vocab = scores.shape
-    values, index = torch.topk(scores, min(terms_per_slot, vocab), dim=-1)
-    pooled = torch.zeros(batch, vocab, dtype=values.dtype, device=values.device)
-    return pooled.scatter_reduce(1, index.reshape(batch, -1), torch.log1p(values).reshape(batch, -1), reduce="amax")
+def content_scores(content_logits: torch.Tensor, valid: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """``[B, K, A]`` float32 ``relu(logit)`` at the content ids; 0 at padding ids and in dropped slots."""
+    allowed = valid[:, None, :] & keep[:, :, None]
+    return torch.where(allowed, torch.relu(content_logits.float()), 0.0)

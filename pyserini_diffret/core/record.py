@@ -2,14 +2,16 @@
 
 It lives in ``diffret_config.json`` under ``extra["onnx"]`` (the config has ``runtime: "onnx"``). With it
 and the tokenizer files a folder encodes without the source model: the slot layout (mask id, tail, pad,
-start tokens, chat template or not) is rebuilt from it, and the settings baked into the graph (top-k,
-logit shift, tail length) are compared with the config a caller asks for. Cheap to import: no torch.
+start tokens, chat template or not) is rebuilt from it, and the settings baked into the graph (logit
+shift, tail length, whether the zero-shot stop-token rule is built in) are compared with the config a caller
+asks for. Cheap to import: no torch.
 
-Checksums (record format 3): the export records the sha256 of every file it wrote (graph, external data,
+Checksums (from record format 3): the export records the sha256 of every file it wrote (graph, external data,
 tokenizer files; not ``diffret_config.json``, which holds the record). ``verify_checksums`` checks them at
 load, once per file per process; a per-user cache (``checksum_cache_path``) remembers a file's digest by its
 path, size, modification and change times, device and inode, so a later process does not hash an unchanged
-folder again. Older records (formats 1 and 2) have no checksums and load with the size checks only.
+folder again. Records of formats 1-3 (graphs that read the LM head over the whole vocabulary) are refused
+with a message saying how to export again.
 """
 from __future__ import annotations
 
@@ -25,11 +27,13 @@ from typing import Any
 from pyserini_diffret.core.prompts import SlotLayout
 
 RECORD_KEY = "onnx"
-RECORD_FORMAT = 3  # 3 added sha256; 2 (no checksums) and 1 (terms_per_slot called top_k) still load
+# 4: the LM head read at the content ids (inputs content_ids, output content_scores; top-k on the host).
+# 3 and earlier (sha256 came in 3) read it over the whole vocabulary: those graphs are exported again.
+RECORD_FORMAT = 4
 GRAPH_NAME = "model.onnx"
 EXTERNAL_DATA_NAME = "model.onnx.data"
-INPUT_NAMES = ("input_ids", "attention_mask", "slot_offsets", "content_mask", "stop_truncation")
-OUTPUT_NAMES = ("slot_vectors", "term_weights")
+INPUT_NAMES = ("input_ids", "attention_mask", "slot_offsets", "content_ids", "stop_truncation")
+OUTPUT_NAMES = ("slot_vectors", "content_scores")
 PRECISIONS = ("fp32", "fp16", "int8", "int8w", "int4w")
 WEIGHT_ONLY_PRECISIONS = ("int8w", "int4w")  # weight-only quantisation, float32 compute (weight_only.py)
 
@@ -42,7 +46,7 @@ class ModelFolderError(ValueError):
 class ExportRecord:
     precision: str
     opset: int
-    terms_per_slot: int  # baked into the graph (per-slot top-k)
+    terms_per_slot: int  # the setting at export (format 4: applied on the host, so it may be changed at load)
     logit_shift: int  # baked into the graph
     tail_length: int  # baked into the graph (slot positions are counted from the end)
     layout: dict[str, Any]  # SlotLayout fields
@@ -96,12 +100,14 @@ class ExportRecord:
         if not isinstance(data, dict):
             raise ModelFolderError(f"{origin}: the export record (extra.{RECORD_KEY}) is not an object")
         version = data.get("format")
-        if version == 1 and "top_k" in data:
-            data = {("terms_per_slot" if key == "top_k" else key): value for key, value in data.items()}
-            version = 2
-        if version == 2:  # format 3 only added the checksums
-            data = dict(data, format=RECORD_FORMAT)
-            version = RECORD_FORMAT
+        if version in (1, 2, 3):
+            raise ModelFolderError(
+                f"{origin}: this graph was exported by an earlier pyserini-diffret (export record format {version}), "
+                f"which read the LM head over the whole vocabulary; this version reads it at each text's own words "
+                f"(format {RECORD_FORMAT}). Export the model again from its Hugging Face folder "
+                f"(python -m pyserini_diffret.onnx_export --model HF_FOLDER --output DIR); a BERT export's weights "
+                f"can be rebuilt from the graph with pyserini_diffret.onnx_export.recover.recover_weights"
+            )
         if version != RECORD_FORMAT:
             raise ModelFolderError(
                 f"{origin}: ONNX export record format {version!r} is not supported by this version of "

@@ -71,17 +71,35 @@ def single_vectors(slots: np.ndarray) -> np.ndarray:
     return (slots.sum(axis=1) / counts).astype(np.float32)
 
 
-def quantise(term_weights: np.ndarray, scale: float, rule: str = "round") -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Integer impacts of ``[N, V]`` term weights, zeros dropped: per row, the ids (ascending) and impacts.
+def pool_content_scores(scores: np.ndarray, terms_per_slot: int) -> np.ndarray:
+    """``[B, A]`` term weights from ``[B, K, A]`` slot scores (``relu(logit)`` at the content ids): per slot the
+    ``terms_per_slot`` largest kept, ``log(1 + s)``, max over the slots (DESIGN 1.3).
+
+    ``log1p`` is monotone, so it runs once, on the pooled maximum. Written in numpy, not in the graph: the
+    top-k needs a ``k`` of at most A, which an exported graph would have to fix in advance.
+    """
+    scores = np.asarray(scores, dtype=np.float32)
+    width = scores.shape[-1]
+    if terms_per_slot < width:
+        dropped = np.argpartition(scores, width - terms_per_slot - 1, axis=-1)[..., :width - terms_per_slot]
+        scores = scores.copy()
+        np.put_along_axis(scores, dropped, 0.0, axis=-1)
+    return np.log1p(scores.max(axis=1, initial=0.0))
+
+
+def quantise(term_weights: np.ndarray, content_ids: np.ndarray, scale: float,
+             rule: str = "round") -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Integer impacts of ``[N, A]`` term weights at ``content_ids`` (ascending per row, then padding), zeros
+    dropped: per row, the vocabulary ids (ascending) and their impacts.
 
     ``rule``: ``round`` gives ``round(w * scale)`` (half to even, as numpy and torch round; the reference's
     fine-tuned encode path), ``truncate`` gives ``int(w * scale)`` (its zero-shot read-out). Both are
     monotone, so quantising after the max-pool over slots equals the reference's pooling of quantised slots.
     """
-    scaled = term_weights.astype(np.float32) * np.float32(scale)
+    scaled = np.asarray(term_weights, dtype=np.float32) * np.float32(scale)
     quantised = (np.rint(scaled) if rule == "round" else np.trunc(scaled)).astype(np.int64)
-    ids = [np.flatnonzero(row > 0) for row in quantised]
-    return ids, [row[i] for row, i in zip(quantised, ids)]
+    kept = [np.flatnonzero(row > 0) for row in quantised]
+    return [ids[k] for ids, k in zip(content_ids, kept)], [row[k] for row, k in zip(quantised, kept)]
 
 
 def maxsim(query_slots: np.ndarray, doc_slots: np.ndarray) -> np.ndarray:

@@ -79,15 +79,20 @@ def read_record(path: Path, settings: RetrieverConfig) -> ExportRecord:
             raise ModelFolderError(
                 f"{file}: {actual} bytes where the export wrote {size}: the file is damaged, truncated or replaced"
             )
-    # Contents: the sha256 of every file the export wrote (records of format 3; older ones have sizes only).
+    # Contents: the sha256 of every file the export wrote.
     verify_checksums(path, record.sha256, origin)
     # Settings built into the graph cannot be overridden at load time.
-    for name, value in {"terms_per_slot": record.terms_per_slot, "logit_shift": record.logit_shift}.items():
-        if getattr(settings, name) != value:
-            raise ValueError(
-                f"{path}: {name}={value} is built into the exported graph; {name}={getattr(settings, name)!r} needs "
-                f"a new export (python -m pyserini_diffret.onnx_export ... with that setting)"
-            )
+    if settings.logit_shift != record.logit_shift:
+        raise ValueError(
+            f"{path}: logit_shift={record.logit_shift} is built into the exported graph; "
+            f"logit_shift={settings.logit_shift!r} needs a new export (python -m pyserini_diffret.onnx_export ... "
+            "with that setting)"
+        )
+    if settings.stop_truncation and "stop_truncation" not in record.inputs:
+        raise ValueError(
+            f"{path}: stop_truncation=True needs the stop-token rule in the graph, and this export was made "
+            "without it (its settings had stop_truncation=False); export again with stop_truncation=True"
+        )
     if settings.backbone not in ONE_PASS_BACKBONES:
         raise ModelFolderError(f"{path}: backbone {settings.backbone!r} cannot run from an ONNX graph")
     return record

@@ -85,8 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     fusions = ", ".join(f"{k} x{v}" for k, v in sorted(record.fusions.items())) or "none"
     print(f"  fusions: {fusions}")
     for table in record.shared_embeddings:
-        print(f"  tied embedding {'x'.join(map(str, table['shape']))}: stored once as {table['dtype']} (scales: "
-              f"{table['scales']}), shared by the embedding lookup and the LM head")
+        readers = [f"{table.get(key, 0)} {what}" for key, what in (("embedding_lookups", "embedding lookup(s)"),
+                   ("head_row_reads", "LM-head row read(s)"), ("lm_heads", "whole-vocabulary LM head(s)")) if table.get(key)]
+        print(f"  vocabulary table {'x'.join(map(str, table['shape']))}: stored once as {table['dtype']} (scales: "
+              f"{table['scales']}), read by {', '.join(readers)}")
     if record.weight_only:
         scheme = record.weight_only
         calibration = scheme["calibration"]

@@ -158,7 +158,7 @@ def calibration_feeds(retriever, texts: tuple[list[str], list[str]] | None = Non
                 "input_ids": np.ascontiguousarray(batch.input_ids, dtype=np.int64),
                 "attention_mask": np.ascontiguousarray(batch.attention_mask, dtype=np.int64),
                 "slot_offsets": np.arange(k, dtype=np.int64),
-                "content_mask": np.ascontiguousarray(retriever.content.mask(chunk), dtype=bool),
+                "content_ids": retriever.content.ids(chunk),
                 "stop_truncation": np.array(bool(retriever.config.stop_truncation)),
             })
     return feeds

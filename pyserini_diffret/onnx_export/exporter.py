@@ -2,9 +2,11 @@
 
 The graph is ``RetrieverModule`` traced once (the module the torch runtime runs, so the math exists
 once): inputs ``input_ids``/``attention_mask`` (int64 ``[B, L]``), ``slot_offsets`` (int64 ``[K]``,
-``arange(K)``: K is a dynamic dimension, so one graph serves queries and documents), ``content_mask``
-(bool ``[B, V]``) and ``stop_truncation`` (bool scalar); outputs ``slot_vectors`` (float32 ``[B, K, H]``)
-and ``term_weights`` (float32 ``[B, V]``). The LM head runs on the K slots only.
+``arange(K)``: K is a dynamic dimension, so one graph serves queries and documents), ``content_ids``
+(int64 ``[B, A]``, each text's own vocabulary ids padded with -1) and, for models with the zero-shot
+stop-token rule only, ``stop_truncation`` (bool scalar); outputs ``slot_vectors`` (float32 ``[B, K, H]``)
+and ``content_scores`` (float32 ``[B, K, A]``). The LM head runs on the K slots only, read at the content
+ids (over the whole vocabulary only for the stop-token rule); top-k and pooling run on the host.
 
 Steps: load the torch model -> trace with fused attention (``attention.py``) -> fix the output shapes ->
 onnxruntime.transformers fusions (LayerNorm, SkipLayerNorm, RMSNorm, BiasGelu...) -> precision
@@ -44,7 +46,7 @@ from pyserini_diffret.core.record import (
 )
 from pyserini_diffret.core.spec import ONE_PASS_BACKBONES
 
-DEFAULT_OPSET = 18  # ScatterElements(reduction="max") needs 18
+DEFAULT_OPSET = 18
 PROTOBUF_LIMIT = 2 * 1024**3  # larger graphs must keep their weights in an external data file
 # Traced with several texts of different lengths (padding present: transformers drops an all-ones mask,
 # and a trace without a mask would not generalise) and K = 3 (no size-1 dimension gets specialised).
@@ -106,7 +108,7 @@ def export(source: str | Path, output: str | Path, *, backbone: str | None = Non
         raise ExportError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     opset = DEFAULT_OPSET if opset is None else int(opset)
     if opset < DEFAULT_OPSET:
-        raise ExportError(f"opset {opset} is too old: the read-out needs ScatterElements(reduction='max'), opset >= 18")
+        raise ExportError(f"opset {opset} is too old: exports are made and checked at opset >= {DEFAULT_OPSET}")
     _check_overrides(config_overrides)
     calibration_texts = _check_calibration(calibration, precision)
     source_path = _check_source(source)
@@ -158,7 +160,8 @@ def export(source: str | Path, output: str | Path, *, backbone: str | None = Non
         # From here on only the graph is needed: free the torch weights before the graph passes copy it.
         del retriever, adapter
         gc.collect()
-        model, record.notes = _finish_graph(raw, config.hidden_size, config.vocab_size, attention, log)
+        model, record.notes = _finish_graph(raw, config.hidden_size, attention, log)
+        record.inputs = [i.name for i in model.graph.input]  # stop_truncation only where the stop rule is built in
         if fusions is None and use_external:
             # The offline fusion passes hold several copies of the graph: ~10x its size (a 2.3 GB graph
             # needed more than 23 GB), so a graph past 2 GB keeps onnxruntime's own load-time fusions only.
@@ -172,8 +175,9 @@ def export(source: str | Path, output: str | Path, *, backbone: str | None = Non
             model, shared = _quantise_int8(model, work, use_external)
             record.shared_embeddings = [table.to_dict() for table in shared]
             for table in shared:
-                log(f"tied embedding {'x'.join(map(str, table.shape))} stored once as int8 (per-row scales), read by "
-                    f"{table.embedding_lookups} lookup(s) and {table.lm_heads} LM head(s)")
+                log(f"vocabulary table {'x'.join(map(str, table.shape))} stored once as int8 (per-row scales), read by "
+                    f"{table.embedding_lookups} embedding lookup(s), {table.head_row_reads} LM-head row read(s) and "
+                    f"{table.lm_heads} whole-vocabulary LM head(s)")
         elif precision in WEIGHT_ONLY_PRECISIONS:
             model, weight_only, shared = _quantise_weight_only(model, precision, feeds, calibration_texts, work,
                                                                use_external, log)
@@ -290,7 +294,7 @@ def _trace(module, retriever, path: Path, opset: int, fused: bool, torch):
         torch.from_numpy(batch.input_ids).to(device),
         torch.from_numpy(batch.attention_mask).to(device),
         torch.arange(TRACE_K, device=device),
-        torch.from_numpy(retriever.content.mask(TRACE_TEXTS)).to(device),
+        torch.from_numpy(retriever.content.ids(TRACE_TEXTS)).to(device),
         torch.tensor(False, device=device),
     )
     register_symbolic()
@@ -298,9 +302,9 @@ def _trace(module, retriever, path: Path, opset: int, fused: bool, torch):
         "input_ids": {0: "batch", 1: "sequence"},
         "attention_mask": {0: "batch", 1: "sequence"},
         "slot_offsets": {0: "slots"},
-        "content_mask": {0: "batch"},
+        "content_ids": {0: "batch", 1: "content"},
         "slot_vectors": {0: "batch", 1: "slots"},
-        "term_weights": {0: "batch"},
+        "content_scores": {0: "batch", 1: "slots", 2: "content"},
     }
     with _quiet_tracing(), torch.no_grad(), fused_attention(fused) as record:
         torch.onnx.export(
@@ -329,7 +333,7 @@ def _quiet_tracing() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def _finish_graph(path: Path, hidden: int, vocab: int, attention, log: Log):
+def _finish_graph(path: Path, hidden: int, attention, log: Log):
     """Load the traced graph, give the outputs their true shapes, drop stale shape annotations."""
     import onnx  # noqa: PLC0415
 
@@ -337,7 +341,7 @@ def _finish_graph(path: Path, hidden: int, vocab: int, attention, log: Log):
     notes = []
     if attention.notes:
         notes.append("attention left unfused in places: " + "; ".join(sorted(set(attention.notes))))
-    shapes = {"slot_vectors": ["batch", "slots", hidden], "term_weights": ["batch", vocab]}
+    shapes = {"slot_vectors": ["batch", "slots", hidden], "content_scores": ["batch", "slots", "content"]}
     for value in model.graph.output:
         dims = value.type.tensor_type.shape.dim
         del dims[:]
@@ -351,8 +355,9 @@ def _finish_graph(path: Path, hidden: int, vocab: int, attention, log: Log):
     # run); onnxruntime infers every shape itself.
     del model.graph.value_info[:]
     model.doc_string = (
-        "DiffRetriever encoder: K mask slots -> slot_vectors [B,K,H] (L2-normalised) and term_weights [B,V] "
-        "(per-slot top-k of content-filtered log1p(relu(logits)), max-pooled over slots)"
+        "DiffRetriever encoder: K mask slots -> slot_vectors [B,K,H] (L2-normalised) and content_scores [B,K,A] "
+        "(relu(LM-head logits) at each text's own vocabulary ids content_ids [B,A]; per-slot top-k, log1p and "
+        "the max over slots follow on the host)"
     )
     log(f"graph: {len(model.graph.node)} nodes, {attention.fused_calls} fused attention calls")
     return model, notes
@@ -569,31 +574,6 @@ def _with_record(config: RetrieverConfig, record: ExportRecord) -> RetrieverConf
     extra = {key: value for key, value in config.extra.items() if key != RECORD_KEY}
     extra[RECORD_KEY] = record.to_dict()
     return dataclasses.replace(config, extra=extra)
-
-
-def add_checksums(folder: str | Path, names: list[str]) -> dict[str, str]:
-    """Record the sha256 of ``names`` (the files an export wrote) in the export record of ``folder``, an export
-    made before records had checksums; only the record in ``diffret_config.json`` changes (to format 3).
-
-    It records the files as they are now: run it only on a folder known to be intact. A record that already
-    has checksums is refused (they are written by the export and never replaced)."""
-    folder = Path(folder)
-    path = folder / CONFIG_NAME
-    data = json.loads(path.read_text(encoding="utf-8"))
-    extra = data.get("extra") or {}
-    if RECORD_KEY not in extra:
-        raise ModelFolderError(f"{path}: no export record (not an exported ONNX folder)")
-    record = ExportRecord.from_dict(extra[RECORD_KEY], str(path))
-    if record.sha256:
-        raise ModelFolderError(f"{path}: the export record already has checksums")
-    if CONFIG_NAME in names:
-        raise ValueError(f"{CONFIG_NAME} holds the record and has no checksum")
-    record.sha256 = folder_checksums(folder, list(names))
-    extra[RECORD_KEY] = record.to_dict()
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")  # RetrieverConfig.save's form
-    tmp.replace(path)
-    return record.sha256
 
 
 def _replace(folder: Path, output: Path) -> None:

@@ -57,13 +57,16 @@ def _module_path(node_name: str) -> str:
     parts = node_name.strip("/").split("/")[:-1]
     if not parts:
         raise ModelFolderError(f"graph node {node_name!r} carries no module path; the graph is not one of our exports")
-    return ".".join(parts)
+    path = ".".join(parts)
+    # The LM head's transform is called on its own (its projection is read by rows), so its scope is short.
+    return "cls.predictions." + path if path.startswith("transform.") else path
 
 
 def _weights_by_position(graph, values: dict[str, np.ndarray], consumers: dict[str, list]) -> dict[str, np.ndarray]:
     """Every weight from the node that uses it, never from its initializer's name: the export merges identical
     constants (LayerNorms left at one, zero biases), so a name may stand for several weights."""
     weights: dict[str, np.ndarray] = {}
+    head_biases: list[np.ndarray] = []
     for node in graph.node:
         op, inputs = node.op_type, list(node.input)
         if op in ("MatMul", "MatMulInteger") and inputs[1] in values and not inputs[1].startswith(TIED):
@@ -81,11 +84,18 @@ def _weights_by_position(graph, values: dict[str, np.ndarray], consumers: dict[s
             weights[module + ".weight"], weights[module + ".bias"] = values[inputs[1]], values[inputs[2]]
         elif op == "Gather" and inputs[0] in values and node.name.startswith("/") and "embeddings" in node.name:
             weights[_module_path(node.name) + ".weight"] = values[inputs[0]]
-        elif op == "Add" and node.name.startswith("/cls/predictions/decoder/"):
+        elif op == "Add" and node.name.startswith("/cls/predictions/decoder/"):  # the whole-vocabulary head
             weights["cls.predictions.bias"] = values[next(i for i in inputs if i in values)]
+        elif (op == "Gather" and inputs[0] in values and not inputs[0].startswith(TIED) and values[inputs[0]].ndim == 1
+              and values[inputs[0]].size > 1):
+            head_biases.append(values[inputs[0]])  # the LM head's bias, read at the content ids
     if TIED + "int8" in values:
-        rows = values[TIED + "int8"].astype(np.float32) - values[TIED + "zero_point"].astype(np.float32)[:, None]
+        rows = values[TIED + "int8"].astype(np.float32)  # symmetric: zero point 0 (tied.py)
         weights["bert.embeddings.word_embeddings.weight"] = rows * values[TIED + "row_scale"][:, None]
+    table = weights.get("bert.embeddings.word_embeddings.weight")
+    biases = [b for b in head_biases if table is not None and b.shape == table.shape[:1]]
+    if biases and "cls.predictions.bias" not in weights:
+        weights["cls.predictions.bias"] = biases[0]
     return weights
 
 

@@ -1,26 +1,29 @@
-"""int8 exports of models whose input embedding and LM head share one weight (tied embeddings).
+"""int8 exports of vocabulary tables read by rows: tied input embeddings, and the LM head read at the content ids.
 
-The traced graph holds a tied table twice: as the word-embedding ``Gather`` table ``E`` ``[V, H]`` and,
-constant-folded by the exporter, as the LM head's ``MatMul`` weight ``E^T`` ``[H, V]``. Dynamic
-quantisation alone would leave ``E`` in fp32 (it quantises MatMuls only) and give the head its own int8
-copy: for a MiniLM-sized model that is 47 MB + 11.7 MB of a 68 MB graph. ``share_tied_embeddings``
-rewrites the fp32 graph, before dynamic quantisation, so that the table is stored once, int8, with one
-symmetric scale per vocabulary row (``s = max|row| / 127``, zero point 0):
+At search time the graph reads the LM head at each text's own vocabulary ids: its weight ``W`` ``[V, H]`` is
+a ``Gather`` table, as the word embeddings are; for tied models they are one table ``E``, read by two
+Gathers (the input ids and the content ids). Dynamic quantisation quantises MatMul weights only, and would
+leave such a table in fp32 (47 MB of a 68 MB MiniLM-sized graph). ``share_tied_embeddings`` rewrites the fp32
+graph, before dynamic quantisation, so that the table is stored once, int8, with one symmetric scale per
+vocabulary row (``s = max|row| / 127``, zero point 0):
 
-- embedding lookup: ``Gather`` the int8 rows and their scales, ``Cast`` to float, ``Mul``;
-- LM head: the pattern dynamic quantisation writes for every other MatMul (``DynamicQuantizeLinear`` of
-  the input, ``MatMulInteger``, ``Cast``, ``Mul`` by input scale x row scales), its weight
-  ``Transpose(int8 table)``. onnxruntime constant-folds that Transpose when it loads the graph and fuses
-  the pattern into ``DynamicQuantizeMatMul`` with a prepacked weight, so the head runs exactly as fast as
-  a separately quantised one (measured on a MiniLM-sized model, 1 thread: a ``QGemm`` reading the table
-  with ``transB`` was ~15-20% slower on the head alone, dequantise-then-MatMul 12-20% slower end to end).
-  The per-row scales are the head's per-output-column scales, so its int8 weights are the ones dynamic
-  quantisation would have written; the lookup gains int8 rounding (<= half a row step) on its input.
+- every row read (embedding lookup, LM-head rows): ``Gather`` the int8 rows and their scales, ``Cast`` to
+  float, ``Mul``. The LM head's ``K x A`` product with the rows it read stays in float32: it is tiny.
+- graphs with the zero-shot stop-token rule also run the LM head over the whole vocabulary. The exporter
+  constant-folds its weight to ``E^T`` ``[H, V]``; that ``MatMul`` becomes the pattern dynamic quantisation
+  writes for every other MatMul (``DynamicQuantizeLinear`` of the input, ``MatMulInteger``, ``Cast``,
+  ``Mul`` by input scale x row scales), its weight ``Transpose(int8 table)``. onnxruntime constant-folds
+  that Transpose when it loads the graph and fuses the pattern into ``DynamicQuantizeMatMul`` with a
+  prepacked weight, so that head runs exactly as fast as a separately quantised one (measured on a
+  MiniLM-sized model, 1 thread: a ``QGemm`` reading the table with ``transB`` was ~15-20% slower on the head
+  alone, dequantise-then-MatMul 12-20% slower end to end). The per-row scales are its per-output-column
+  scales, so its int8 weights are the ones dynamic quantisation would have written.
 
-Tying is detected in the graph, for every backbone: a ``Gather`` (axis 0) whose table is a 2-D float
-initializer ``E``, and ``MatMul`` weights that are ``E`` transposed: an initializer equal to ``E^T``
-(compared value for value), or ``Transpose(E)``. A table or weight that anything else reads is left
-alone, and untied models are unchanged.
+Tables are found in the graph, for every backbone: a 2-D float initializer read only by ``Gather`` (axis
+0) and, possibly, as a transposed ``MatMul`` weight (an initializer equal to ``E^T``, compared value for
+value, or ``Transpose(E)``), of which at least one ``Gather`` reads ids computed from the graph input
+``content_ids`` or at least one MatMul reads it transposed. A table or weight that anything else reads is
+left alone, and an untied input embedding alone is unchanged.
 """
 from __future__ import annotations
 
@@ -39,8 +42,9 @@ class SharedTable:
 
     table: str  # the int8 table's initializer name
     shape: tuple[int, int]  # [V, H]
-    embedding_lookups: int = 0  # Gather nodes rewritten
-    lm_heads: int = 0  # MatMul nodes rewritten
+    embedding_lookups: int = 0  # Gather nodes rewritten that read input ids
+    lm_heads: int = 0  # MatMul nodes rewritten (the whole-vocabulary LM head of the stop-token rule)
+    head_row_reads: int = 0  # Gather nodes rewritten that read the LM head at the content ids
     replaced: list[str] = field(default_factory=list)  # the fp32 initializers it replaces
     dtype: str = "int8"  # int8, or int4 (weight_only.py)
     scales: str = "per-row symmetric"
@@ -48,6 +52,7 @@ class SharedTable:
     def to_dict(self) -> dict[str, Any]:
         return {"table": self.table, "shape": list(self.shape), "dtype": self.dtype, "scales": self.scales,
                 "embedding_lookups": self.embedding_lookups, "lm_heads": self.lm_heads,
+                "head_row_reads": self.head_row_reads,
                 "replaced": list(self.replaced)}
 
 
@@ -98,20 +103,42 @@ def _weight_matmuls(name: str, consumers: dict[str, list], outputs: set[str]) ->
     return users
 
 
-def find_tied_tables(model) -> list[tuple[str, list, list]]:
-    """``(table, gathers, heads)`` per tied embedding table of ``model``.
+CONTENT_IDS = "content_ids"  # the graph input whose ids read the LM head by rows
+_ANCESTOR_DEPTH = 32  # nodes walked back from a Gather's ids to find that input
 
-    ``gathers``: the Gather nodes reading the table; ``heads``: ``(matmul, source)`` pairs, ``source``
-    being the initializer equal to the table transposed or the ``Transpose`` node reading the table.
+
+def _reads_content_ids(ids: str, producers: dict[str, object]) -> bool:
+    """Whether the tensor ``ids`` is computed from the graph input ``content_ids`` (a few nodes up)."""
+    frontier, seen = [ids], set()
+    while frontier and len(seen) < _ANCESTOR_DEPTH:
+        name = frontier.pop()
+        if name == CONTENT_IDS:
+            return True
+        if name in seen or name not in producers:
+            continue
+        seen.add(name)
+        frontier.extend(i for i in producers[name].input if i)
+    return False
+
+
+def find_tied_tables(model) -> list[tuple[str, list, list, list]]:
+    """``(table, gathers, heads, row_reads)`` per vocabulary table of ``model`` read by rows (module docstring).
+
+    ``gathers``: the Gather nodes reading the table; ``row_reads``: those of them whose ids come from
+    ``content_ids``; ``heads``: ``(matmul, source)`` pairs, ``source`` being the initializer equal to the
+    table transposed or the ``Transpose`` node reading the table.
     """
     from onnx import TensorProto  # noqa: PLC0415
 
     graph = model.graph
     initializers = {t.name: t for t in graph.initializer}
     consumers: dict[str, list] = {}
+    producers: dict[str, object] = {}
     for node in graph.node:
         for name in dict.fromkeys(node.input):
             consumers.setdefault(name, []).append(node)
+        for name in node.output:
+            producers[name] = node
     outputs = {o.name for o in graph.output}
     graph_inputs = {i.name for i in graph.input}  # an input of the same name overrides an initializer
 
@@ -133,27 +160,38 @@ def find_tied_tables(model) -> list[tuple[str, list, list]]:
         transposes = [n for n in users if n.op_type == "Transpose" and list(_attr(n, "perm", [1, 0])) == [1, 0]]
         if not gathers or len(gathers) + len(transposes) != len(users):
             continue
-        heads = []
-        for transpose in transposes:  # Transpose(E) -> MatMul
-            matmuls = _weight_matmuls(transpose.output[0], consumers, outputs)
-            if matmuls is None:
-                break
-            heads.extend((m, transpose) for m in matmuls)
-        else:
-            vocab, hidden = table.dims
-            values = None
-            for name, tensor in initializers.items():  # constant-folded transposed copies
-                if list(tensor.dims) != [hidden, vocab] or matrix(name) is None:
-                    continue
-                matmuls = _weight_matmuls(name, consumers, outputs)
-                if matmuls is None:
-                    continue
-                values = _array(table) if values is None else values
-                if _is_transpose(_array(tensor), values):
-                    heads.extend((m, tensor) for m in matmuls)
-            if heads:
-                found.append((table_name, gathers, heads))
+        heads = _transposed_heads(table, transposes, initializers, consumers, outputs, matrix)
+        if heads is None:
+            continue
+        row_reads = [g for g in gathers if _reads_content_ids(g.input[1], producers)]
+        if heads or row_reads:
+            found.append((table_name, gathers, heads, row_reads))
     return found
+
+
+def _transposed_heads(table, transposes: list, initializers: dict, consumers: dict, outputs: set, matrix) -> list | None:
+    """The MatMuls reading ``table`` transposed, as ``(matmul, source)``; None when a Transpose of it feeds
+    anything else."""
+    heads = []
+    for transpose in transposes:  # Transpose(E) -> MatMul
+        matmuls = _weight_matmuls(transpose.output[0], consumers, outputs)
+        if matmuls is None:
+            return None
+        heads.extend((m, transpose) for m in matmuls)
+    if transposes:
+        return heads
+    vocab, hidden = table.dims
+    values = None
+    for name, tensor in initializers.items():  # constant-folded transposed copies
+        if list(tensor.dims) != [hidden, vocab] or matrix(name) is None:
+            continue
+        matmuls = _weight_matmuls(name, consumers, outputs)
+        if matmuls is None:
+            continue
+        values = _array(table) if values is None else values
+        if _is_transpose(_array(tensor), values):
+            heads.extend((m, tensor) for m in matmuls)
+    return heads
 
 
 def share_tied_embeddings(model) -> list[SharedTable]:
@@ -165,7 +203,7 @@ def share_tied_embeddings(model) -> list[SharedTable]:
 
     graph = model.graph
     results = []
-    for index, (table_name, gathers, heads) in enumerate(find_tied_tables(model)):
+    for index, (table_name, gathers, heads, row_reads) in enumerate(find_tied_tables(model)):
         table = next(t for t in graph.initializer if t.name == table_name)
         quantised, scale = quantise_rows(_array(table))
         base = f"tied_embedding{index or ''}"
@@ -192,11 +230,13 @@ def share_tied_embeddings(model) -> list[SharedTable]:
                                  name=f"{tag}/Dequantize"),
             ])
             dropped.add(gather.output[0])
-            info.embedding_lookups += 1
+        info.head_row_reads = len(row_reads)
+        info.embedding_lookups = len(gathers) - len(row_reads)
 
-        first_head = min(position[m.output[0]] for m, _ in heads)
-        before.setdefault(first_head, []).append(
-            helper.make_node("Transpose", [names["int8"]], [names["transposed"]], name=f"{base}/Transpose", perm=[1, 0]))
+        if heads:
+            first_head = min(position[m.output[0]] for m, _ in heads)
+            before.setdefault(first_head, []).append(helper.make_node(
+                "Transpose", [names["int8"]], [names["transposed"]], name=f"{base}/Transpose", perm=[1, 0]))
         for n, (matmul, source) in enumerate(heads):
             tag = f"{base}/head{n or ''}"
             x = matmul.input[0]
@@ -236,8 +276,9 @@ def share_tied_embeddings(model) -> list[SharedTable]:
         graph.initializer.extend([
             numpy_helper.from_array(quantised, names["int8"]),
             numpy_helper.from_array(scale, names["row_scale"]),
-            numpy_helper.from_array(np.zeros(scale.shape, np.int8), names["zero_point"]),
             numpy_helper.from_array(np.array([-1], np.int64), names["last_axis"]),
         ])
+        if heads:
+            graph.initializer.append(numpy_helper.from_array(np.zeros(scale.shape, np.int8), names["zero_point"]))
         results.append(info)
     return results

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pyserini_diffret.core.representations import quantise, single_vectors
+from pyserini_diffret.core.representations import pool_content_scores, quantise, single_vectors
 
 SAMPLE_QUERIES = [
     "what reduces the risk of heart attack",
@@ -153,15 +153,17 @@ def compare_models(candidate, reference, *, precision: str = "fp32", queries: Se
         for start in range(0, len(texts), batch_size):
             chunk = texts[start:start + batch_size]
             batch = candidate.prompts.build(chunk, side, k)
-            mask = candidate.content.mask(chunk)
-            vectors, weights = candidate.runtime.run(batch, mask, stop)
-            ref_vectors, ref_weights = reference.runtime.run(batch, mask, stop)
+            ids = candidate.content.ids(chunk)
+            vectors, scores = candidate.runtime.run(batch, ids, stop)
+            ref_vectors, ref_scores = reference.runtime.run(batch, ids, stop)
+            weights, ref_weights = (pool_content_scores(s, candidate.config.terms_per_slot) for s in (scores, ref_scores))
             report.slot_rel_error = max(report.slot_rel_error, float(relative_errors(vectors, ref_vectors).max()))
             dense = relative_errors(single_vectors(vectors), single_vectors(ref_vectors))
             report.dense_rel_error = max(report.dense_rel_error, float(dense.max()))
             report.term_abs_error = max(report.term_abs_error, float(np.abs(weights - ref_weights).max()))
             scale, rule = candidate.config.scale, candidate.config.quantisation
-            entries, differing, largest = compare_impacts(quantise(weights, scale, rule), quantise(ref_weights, scale, rule))
+            entries, differing, largest = compare_impacts(quantise(weights, ids, scale, rule),
+                                                          quantise(ref_weights, ids, scale, rule))
             report.impact_entries += entries
             report.impact_differing += differing
             report.impact_max_diff = max(report.impact_max_diff, largest)

@@ -20,11 +20,13 @@ onnxruntime's contrib kernels, and was no faster: as accurate and 10-25% slower 
 
 - MatMul weights ``W [K, N]``: one block = ``BLOCK`` consecutive weights of one output column along K,
   stored ``[K/BLOCK, BLOCK, N]`` with scales ``[K/BLOCK, 1, N]``; rebuilt as ``Reshape(Cast(q) * Cast(s))``.
-- A tied input-embedding/LM-head table ``E [V, H]`` (``tied.find_tied_tables``) is stored once as
-  ``[V, H/BLOCK, BLOCK]``, blocks along H (the LM head's input dimension, so these are exactly the blocks
-  its MatMul weight ``E^T`` would get). The embedding lookup gathers the int8 rows and dequantises them at
-  run time; ``E`` (then ``E^T``) is rebuilt as a constant for the LM head. Rounded to nearest: the
-  lookup's input error travels through the whole network, and GPTQ would trade it for LM-head accuracy.
+- A vocabulary table read by rows (``tied.find_tied_tables``: the LM head read at the content ids, tied or
+  not to the input embedding) ``E [V, H]`` is stored once as ``[V, H/BLOCK, BLOCK]``, blocks along H (the
+  LM head's input dimension, so these are exactly the blocks its MatMul weight ``E^T`` would get). Each
+  Gather reads the int8 rows it needs and dequantises them at run time; only for the whole-vocabulary LM
+  head of the zero-shot stop-token rule is ``E`` (then ``E^T``) rebuilt as a constant. Rounded to nearest:
+  the lookup's input error travels through the whole network, and the row reads have no calibration
+  inputs for GPTQ.
 - Other large lookup tables (position embeddings, an untied input embedding): float16 + ``Cast``.
 - 4 bits: values ``q + 8`` in [0, 15], two per byte: byte ``j`` of a block holds value ``j`` (low nibble)
   and value ``j + BLOCK/2`` (high nibble); unpacked with ``BitwiseAnd``/``BitShift``/``Concat``.
@@ -291,10 +293,11 @@ class _Rewriter:
         self._trim(matrix, width, full, 0, tag, name)
         self.removed.add(name)
 
-    def tied_table(self, name: str, q: np.ndarray, scales: np.ndarray, bits: int, width: int, gathers: list) -> str:
+    def tied_table(self, name: str, q: np.ndarray, scales: np.ndarray, bits: int, width: int, gathers: list,
+                   rebuild: bool = True) -> str:
         """Store table ``name`` ``[V, H]`` once as blocks ``[V, nb, block]``: the ``gathers`` dequantise the rows
-        they read at run time; ``name`` itself becomes a constant subgraph (what the LM head reads, folded
-        at load). Returns the blocks' initializer name."""
+        they read at run time; with ``rebuild``, ``name`` itself becomes a constant subgraph (what a
+        whole-vocabulary LM head reads, folded at load). Returns the blocks' initializer name."""
         from onnx import TensorProto  # noqa: PLC0415
 
         tag = f"{name}/int{bits}"
@@ -303,11 +306,12 @@ class _Rewriter:
         stored = self._constant(pack(q, bits, axis=-1), f"{tag}/blocks")
         scale = self._constant(scales[..., None].astype(np.float16), f"{tag}/scales")
         scale = self._node("Cast", [scale], f"{tag}/scales_float", to=TensorProto.FLOAT)
-        values = self._values(stored, bits, tag, axis=-1)
-        product = self._node("Mul", [values, scale], f"{tag}/dequantised")
-        shape = self._constant(np.array([count, full], np.int64), f"{tag}/shape")
-        matrix = self._node("Reshape", [product, shape], name if width == full else f"{tag}/padded")
-        self._trim(matrix, width, full, 1, tag, name)
+        if rebuild:
+            values = self._values(stored, bits, tag, axis=-1)
+            product = self._node("Mul", [values, scale], f"{tag}/dequantised")
+            shape = self._constant(np.array([count, full], np.int64), f"{tag}/shape")
+            matrix = self._node("Reshape", [product, shape], name if width == full else f"{tag}/padded")
+            self._trim(matrix, width, full, 1, tag, name)
         self.removed.add(name)
         row_width = self._constant(np.array([full], np.int64), f"{tag}/row_width")
         for number, gather in enumerate(gathers):
@@ -373,12 +377,13 @@ def quantise_weight_only(model, bits: int, hessians: dict[str, np.ndarray] | Non
     shared: list[tied.SharedTable] = []
     handled: set[str] = set()
 
-    for index, (table_name, gathers, heads) in enumerate(tied.find_tied_tables(model)):
+    for index, (table_name, gathers, heads, row_reads) in enumerate(tied.find_tied_tables(model)):
         table = _array(initializers[table_name])
         q, scales = quantise_rows(table, bits)
-        stored = rewrite.tied_table(table_name, q, scales, bits, table.shape[1], gathers)
+        stored = rewrite.tied_table(table_name, q, scales, bits, table.shape[1], gathers, rebuild=bool(heads))
         info = tied.SharedTable(table=stored, shape=tuple(table.shape), dtype=f"int{bits}",
-                                scales=f"float16 per {BLOCK} values of a row", embedding_lookups=len(gathers),
+                                scales=f"float16 per {BLOCK} values of a row",
+                                embedding_lookups=len(gathers) - len(row_reads), head_row_reads=len(row_reads),
                                 replaced=[table_name])
         for matmul, source in heads:
             info.lm_heads += 1
@@ -389,8 +394,9 @@ def quantise_weight_only(model, bits: int, hessians: dict[str, np.ndarray] | Non
         handled.add(table_name)
         result.quantised_values += table.size
         shared.append(info)
-        log(f"tied embedding {'x'.join(map(str, table.shape))} stored once as int{bits} (float16 scales per "
-            f"{BLOCK} values), read by {info.embedding_lookups} lookup(s) and {info.lm_heads} LM head(s)")
+        log(f"vocabulary table {'x'.join(map(str, table.shape))} stored once as int{bits} (float16 scales per "
+            f"{BLOCK} values), read by {info.embedding_lookups} embedding lookup(s), {info.head_row_reads} LM-head "
+            f"row read(s) and {info.lm_heads} whole-vocabulary LM head(s)")
 
     weights = find_matmul_weights(model, exclude=handled)
     for number, (name, inputs) in enumerate(weights.items(), 1):

@@ -1,5 +1,6 @@
-"""Runtimes turn an encoded batch into slot vectors and pooled term weights.
+"""Runtimes turn an encoded batch into slot vectors and per-slot scores at the texts' own words.
 
-Every runtime implements ``run(batch, content_mask, stop_truncation) -> (slot_vectors, term_weights)``
-as float32 numpy arrays; prompts before and post-processing after are shared (``pyserini_diffret.model``).
+Every runtime implements ``run(batch, content_ids, stop_truncation) -> (slot_vectors, content_scores)``
+as float32 numpy arrays; prompts before and post-processing after (top-k, max-pool, quantisation) are shared
+(``pyserini_diffret.model``, ``core.representations``).
 """

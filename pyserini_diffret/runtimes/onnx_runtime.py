@@ -28,7 +28,7 @@ CUDA_PAD_MULTIPLE = 8
 
 
 class OnnxRuntime:
-    """Runs the exported graph: ``run(batch, content_mask, stop_truncation) -> (slot_vectors, term_weights)``."""
+    """Runs the exported graph: ``run(batch, content_ids, stop_truncation) -> (slot_vectors, content_scores)``."""
 
     name = "onnx"
 
@@ -99,20 +99,22 @@ class OnnxRuntime:
         mask = np.concatenate([np.zeros((rows, extra), dtype=np.int64), mask], axis=1)
         return ids, mask
 
-    def feeds(self, batch: EncodedBatch, content_mask: np.ndarray, stop_truncation: bool) -> dict[str, np.ndarray]:
+    def feeds(self, batch: EncodedBatch, content_ids: np.ndarray, stop_truncation: bool) -> dict[str, np.ndarray]:
         ids, mask = self._pad(batch)
         feeds = {
             "input_ids": np.ascontiguousarray(ids, dtype=np.int64),
             "attention_mask": np.ascontiguousarray(mask, dtype=np.int64),
             "slot_offsets": self._slot_offsets(batch.num_slots),
-            "content_mask": np.ascontiguousarray(content_mask, dtype=bool),
+            "content_ids": np.ascontiguousarray(content_ids, dtype=np.int64),
             "stop_truncation": self._stop[bool(stop_truncation)],
         }
-        # The exporter may prune an input the graph does not read (e.g. stop_truncation folded away).
+        if stop_truncation and "stop_truncation" not in self.input_names:
+            raise ValueError("stop_truncation was asked for, but this graph was exported without the stop-token rule")
+        # stop_truncation is an input only of graphs with the stop-token rule built in.
         return {name: value for name, value in feeds.items() if name in self.input_names}
 
-    def run(self, batch: EncodedBatch, content_mask: np.ndarray, stop_truncation: bool) -> tuple[np.ndarray, np.ndarray]:
-        feeds = self.feeds(batch, content_mask, stop_truncation)
+    def run(self, batch: EncodedBatch, content_ids: np.ndarray, stop_truncation: bool) -> tuple[np.ndarray, np.ndarray]:
+        feeds = self.feeds(batch, content_ids, stop_truncation)
         if self.io_binding:
             binding = self.session.io_binding()
             for name, value in feeds.items():
@@ -120,10 +122,10 @@ class OnnxRuntime:
             for name in OUTPUT_NAMES:
                 binding.bind_output(name, "cuda", self.device_id)
             self.session.run_with_iobinding(binding)
-            vectors, weights = binding.copy_outputs_to_cpu()
+            vectors, scores = binding.copy_outputs_to_cpu()
         else:
-            vectors, weights = self.session.run(list(OUTPUT_NAMES), feeds)
-        return vectors, weights
+            vectors, scores = self.session.run(list(OUTPUT_NAMES), feeds)
+        return vectors, scores
 
 
 def make_session(graph: Path, *, device: str = "cpu", providers: Sequence[Any] | None = None, threads: int | None = None):
@@ -157,15 +159,13 @@ def make_session(graph: Path, *, device: str = "cpu", providers: Sequence[Any] |
 def _check_session(graph: Path, session, spec: ModelSpec) -> None:
     inputs = {i.name: i for i in session.get_inputs()}
     outputs = {o.name: o for o in session.get_outputs()}
-    required = {"input_ids", "attention_mask", "slot_offsets"}
+    required = {"input_ids", "attention_mask", "slot_offsets", "content_ids"}
     missing = sorted(required - set(inputs)) + sorted(set(OUTPUT_NAMES) - set(outputs))
     unknown = sorted(set(inputs) - set(INPUT_NAMES))
     if missing or unknown:
         raise ModelFolderError(
             f"{graph}: not a DiffRetriever graph (missing {missing or 'nothing'}, unexpected inputs {unknown or 'none'})"
         )
-    expected = {"slot_vectors": spec.hidden_size, "term_weights": spec.vocab_size}
-    for name, size in expected.items():
-        last = outputs[name].shape[-1] if outputs[name].shape else None
-        if isinstance(last, int) and last != size:
-            raise ModelFolderError(f"{graph}: output {name} has size {last}, the config says {size}")
+    last = outputs["slot_vectors"].shape[-1] if outputs["slot_vectors"].shape else None
+    if isinstance(last, int) and last != spec.hidden_size:
+        raise ModelFolderError(f"{graph}: output slot_vectors has size {last}, the config says {spec.hidden_size}")

@@ -173,6 +173,55 @@ def test_lm_head_is_the_models_own_head(adapters, name):
 
 
 @pytest.mark.parametrize("name", ONE_PASS)
+def test_content_logits_are_the_lm_head_read_at_those_ids(adapters, name):
+    """The search-time read-out: the LM head at a few ids per text equals the full head's logits there."""
+    adapter, k = adapters[name], 3
+    input_ids, attention_mask = make_batch(adapter, TEXTS, k)
+    hidden, logits = slot_states(adapter, input_ids, attention_mask, k)
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, adapter.vocab_size, (len(TEXTS), 5), generator=generator)
+    with torch.no_grad():
+        restricted = adapter.content_logits(hidden, ids)
+    expected = logits.gather(2, ids[:, None, :].expand(-1, k, -1))
+    torch.testing.assert_close(restricted, expected, atol=1e-5, rtol=1e-5)
+
+
+def _tiny_masked_lms():
+    import transformers
+
+    small = dict(vocab_size=97, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                 max_position_embeddings=64)
+    yield transformers.BertForMaskedLM(transformers.BertConfig(**small))
+    yield transformers.RobertaForMaskedLM(transformers.RobertaConfig(**small, pad_token_id=1))
+    yield transformers.XLMRobertaForMaskedLM(transformers.XLMRobertaConfig(**small, pad_token_id=1))
+    yield transformers.CamembertForMaskedLM(transformers.CamembertConfig(**small, pad_token_id=1))
+    yield transformers.ElectraForMaskedLM(transformers.ElectraConfig(**small, embedding_size=16))
+    yield transformers.DistilBertForMaskedLM(transformers.DistilBertConfig(
+        vocab_size=97, dim=16, n_layers=1, n_heads=2, hidden_dim=32, max_position_embeddings=64))
+    yield transformers.ModernBertForMaskedLM(transformers.ModernBertConfig(
+        vocab_size=97, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+        max_position_embeddings=64, pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2))
+
+
+def test_every_masked_lm_head_splits_into_transform_and_projection():
+    """For each supported MLM architecture, ``projection(transform(h))`` is the model's own MLM output."""
+    from pyserini_diffret.backbones.mlm import _HEADS
+
+    torch.manual_seed(0)
+    models = list(_tiny_masked_lms())
+    assert {type(m).__name__ for m in models} == set(_HEADS)
+    input_ids = torch.randint(3, 97, (2, 7))
+    for model in models:
+        transform, projection = _HEADS[type(model).__name__]
+        model.eval()
+        with torch.no_grad():
+            hidden = model.base_model(input_ids=input_ids).last_hidden_state
+            expected = model(input_ids=input_ids).logits
+            torch.testing.assert_close(projection(model)(transform(model, hidden)), expected, atol=1e-5, rtol=1e-5,
+                                       msg=lambda m, name=type(model).__name__: f"{name}: {m}")
+
+
+@pytest.mark.parametrize("name", ONE_PASS)
 def test_logit_shift_reads_logits_one_position_earlier(adapters, name):
     adapter, k = adapters[name], 4
     shifted = type(adapter).from_model(adapter.model, adapter.tokenizer, logit_shift=1)

@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 
 from pyserini_diffret.core.config import RetrieverConfig
-from pyserini_diffret.core.record import ExportRecord
+from pyserini_diffret.core.record import ExportRecord, ModelFolderError
 
 
 def test_format_1_settings_load_under_their_new_names():
@@ -25,10 +25,13 @@ def test_format_1_settings_load_under_their_new_names():
         RetrieverConfig.from_dict({**current.to_dict(), "format": 7})
 
 
-def test_format_1_export_record_loads_top_k_as_terms_per_slot():
-    record = {"format": 1, "precision": "fp32", "opset": 18, "top_k": 128, "logit_shift": 0, "tail_length": 2,
-              "layout": {"chat_template": False, "mask_id": 4, "tail_ids": [5, 3], "pad_id": 0}}
-    assert ExportRecord.from_dict(record, "x").terms_per_slot == 128
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_export_records_of_vocabulary_wide_graphs_are_refused_with_the_way_out(version):
+    record = {"format": version, "precision": "fp32", "opset": 18, "terms_per_slot": 128, "logit_shift": 0,
+              "tail_length": 2, "layout": {"chat_template": False, "mask_id": 4, "tail_ids": [5, 3], "pad_id": 0}}
+    with pytest.raises(ModelFolderError, match=f"x: this graph was exported by an earlier pyserini-diffret "
+                                               f"\\(export record format {version}\\).*Export the model again"):
+        ExportRecord.from_dict(record, "x")
 
 
 def test_former_option_names_still_work_in_load_model(tiny_model_dirs):

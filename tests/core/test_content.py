@@ -26,3 +26,17 @@ def test_special_and_mask_tokens_are_never_content(tiny_models):
     model = tiny_models["mlm"]
     ids = set(model.content.token_ids("[MASK] [CLS] unknownwordzzz aspirin").tolist())
     assert not ids & set(model.tokenizer.all_special_ids)
+
+
+def test_content_ids_are_each_texts_sorted_ids_padded_with_minus_one(tiny_models):
+    from pyserini_diffret.core.content import PAD_ID
+
+    model = tiny_models["mlm"]
+    texts = ["aspirin reduces heart fractures", "the of and", "bone"]
+    ids = model.content.ids(texts)
+    assert ids.dtype.kind == "i" and ids.shape[0] == 3
+    for row, text in zip(ids, texts):
+        own = model.content.token_ids(text)
+        assert row[:len(own)].tolist() == own.tolist() and (row[len(own):] == PAD_ID).all()
+    assert ids.shape[1] == max(len(model.content.token_ids(t)) for t in texts)
+    assert model.content.ids(["the of and"]).tolist() == [[PAD_ID]]  # never an empty dimension

@@ -64,18 +64,24 @@ def test_folder_is_self_contained_and_recorded(onnx_dirs, tiny_models, name):
     assert record["graph_bytes"] == (folder / GRAPH_NAME).stat().st_size
     assert (folder / "tokenizer_config.json").is_file()
     graph = _graph(folder).graph
-    assert [i.name for i in graph.input] == list(INPUT_NAMES)
+    # stop_truncation is an input only where the zero-shot stop-token rule is built in (the tiny decoders
+    # load as zero-shot instruction models; the masked LM does not).
+    expected = [n for n in INPUT_NAMES if n != "stop_truncation" or config.stop_truncation]
+    assert config.stop_truncation == (name != "mlm") and [i.name for i in graph.input] == expected
+    assert record["inputs"] == [i.name for i in graph.input]
     assert [o.name for o in graph.output] == list(OUTPUT_NAMES)
     dims = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in [*graph.input, *graph.output]}
     assert dims["input_ids"] == ["batch", "sequence"] and dims["slot_offsets"] == ["slots"]
     assert dims["slot_vectors"] == ["batch", "slots", config.hidden_size]
-    assert dims["term_weights"] == ["batch", config.vocab_size]
+    assert dims["content_ids"] == ["batch", "content"]
+    assert dims["content_scores"] == ["batch", "slots", "content"]
     ops = _ops(folder)
     assert ops.get("MultiHeadAttention") == 2  # one per layer of the 2-layer models
     norm = "SkipLayerNormalization" if name == "mlm" else "SkipSimplifiedLayerNormalization"
     assert ops.get(norm, 0) >= 2, ops
-    # The LM head runs on the K slots only: the vocabulary projection's output is [batch, slots, V], not
-    # [batch, sequence, V] (shapes from onnxruntime's symbolic shape inference).
+    # The LM head runs on the K slots only and is read at the content ids: no tensor of the graph is
+    # vocabulary-wide, [.., V], but the logits [batch, slots, V] of the stop-token rule's argmax (shapes from
+    # onnxruntime's symbolic shape inference).
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
     from pyserini_diffret.onnx_export.exporter import _reduce_shape_rules
@@ -83,9 +89,8 @@ def test_folder_is_self_contained_and_recorded(onnx_dirs, tiny_models, name):
     with _reduce_shape_rules():
         inferred = SymbolicShapeInference.infer_shapes(_graph(folder), auto_merge=True).graph
     shapes = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in inferred.value_info}
-    heads = [shapes[n.output[0]] for n in inferred.node
-             if n.op_type == "MatMul" and shapes.get(n.output[0], [None])[-1] == config.vocab_size]
-    assert heads == [["batch", "slots", config.vocab_size]]
+    wide = [dims for dims in shapes.values() if len(dims) > 1 and dims[-1] == config.vocab_size]
+    assert shapes and wide == ([["batch", "slots", config.vocab_size]] if config.stop_truncation else [])
 
 
 def test_loading_needs_no_source_model(onnx_dirs, tmp_path, monkeypatch):
@@ -119,6 +124,20 @@ def test_config_options_are_recorded(tiny_model_dirs, tmp_path):
     assert config.extra[RECORD_KEY]["terms_per_slot"] == 16
     reference = load_model(tiny_model_dirs["mlm"], backbone="mlm", k_query=2, k_doc=6, terms_per_slot=16, max_document_length=40)
     assert compare_models(load_model(out), reference).passed
+
+
+def test_stop_token_rule_is_exported_for_zero_shot_models(tiny_model_dirs, onnx_dirs, tmp_path):
+    """stop_truncation=True (zero-shot instruction models): the graph keeps the LM head over the whole
+    vocabulary for the argmax, takes the flag as an input, and matches torch with the rule on and off."""
+    out = export_model(tiny_model_dirs["dream"], tmp_path / "zero-shot", backbone="dream", stop_truncation=True)
+    exported = load_model(out)
+    assert "stop_truncation" in exported.spec.record.inputs
+    reference = load_model(tiny_model_dirs["dream"], backbone="dream", runtime="torch", stop_truncation=True)
+    for stop in (True, False):
+        report = compare_models(exported, reference, precision="fp32", stop_truncation=stop)
+        assert report.passed, report.format()
+    # The argmax over the whole vocabulary is there for the rule only.
+    assert _ops(out).get("ArgMax") == 1 and "ArgMax" not in _ops(onnx_dirs["mlm"])
 
 
 def test_fp16_export(tiny_model_dirs, tiny_models, tmp_path):

@@ -56,7 +56,7 @@ def test_int8w_export(tiny_model_dirs, tiny_models, tmp_path):
     assert scheme["matmul_weights"] == sum(t.name.endswith("/int8/blocks") for t in model.graph.initializer) - 1 > 0
     [shared] = record["shared_embeddings"]
     assert shared["dtype"] == "int8" and shared["shape"] == [vocab, hidden]
-    assert (shared["embedding_lookups"], shared["lm_heads"]) == (1, 1)
+    assert (shared["embedding_lookups"], shared["head_row_reads"], shared["lm_heads"]) == (1, 1, 0)
 
     # onnxruntime folds the dequantisation when it loads the graph: float32 MatMul weights; only the
     # table's int8 blocks are left, for the lookup, which dequantises the rows it gathers.

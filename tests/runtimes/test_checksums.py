@@ -144,12 +144,11 @@ def test_unusable_cache_only_costs_a_hash(onnx_copy, hashed, settled, monkeypatc
 
 
 def test_record_without_checksums_loads_with_sizes_only(onnx_copy):
-    """Folders exported before checksums existed (record format 2) load as they did: sizes checked only."""
+    """A record without checksums (taken out by hand) still has the sizes checked."""
     folder = onnx_copy()
     path = folder / CONFIG_NAME
     data = json.loads(path.read_text())
     del data["extra"][RECORD_KEY]["sha256"]
-    data["extra"][RECORD_KEY]["format"] = 2
     path.write_text(json.dumps(data))
     load_model(folder)
     graph = folder / GRAPH_NAME
@@ -178,28 +177,3 @@ def test_embedded_default_model_is_verified(hashed):
     assert checksums == {name: _sha256(folder / name) for name in checksums}
     load_model("diffret")
     assert sorted(hashed) == sorted(checksums)
-
-
-def test_add_checksums_to_an_older_export(onnx_copy, hashed):
-    """How the embedded model got its checksums: ``add_checksums`` on a format-2 folder known to be intact."""
-    from pyserini_diffret.onnx_export.exporter import add_checksums
-
-    folder = onnx_copy()
-    path = folder / CONFIG_NAME
-    data = json.loads(path.read_text())
-    recorded = data["extra"][RECORD_KEY].pop("sha256")
-    data["extra"][RECORD_KEY]["format"] = 2
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.name != CONFIG_NAME}
-    assert add_checksums(folder, sorted(recorded)) == recorded
-    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.name != CONFIG_NAME} == before
-    updated = json.loads(path.read_text())
-    assert updated["extra"][RECORD_KEY]["format"] == 3 and updated["extra"][RECORD_KEY]["sha256"] == recorded
-    del updated["extra"][RECORD_KEY]["sha256"], data["extra"][RECORD_KEY]["format"]
-    del updated["extra"][RECORD_KEY]["format"]
-    assert updated == data  # nothing else changed
-    hashed.clear()
-    load_model(folder)
-    assert sorted(hashed) == sorted(recorded)
-    with pytest.raises(ModelFolderError, match="already has checksums"):
-        add_checksums(folder, sorted(recorded))

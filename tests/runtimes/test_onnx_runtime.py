@@ -99,8 +99,6 @@ def test_cuda_without_cuda_is_a_clear_error(onnx_dirs):
 
 
 def test_settings_built_into_the_graph_cannot_be_overridden(onnx_dirs):
-    with pytest.raises(ValueError, match="terms_per_slot=128 is built into the exported graph"):
-        load_model(onnx_dirs["mlm"], terms_per_slot=64)
     with pytest.raises(ValueError, match="logit_shift=0 is built into the exported graph"):
         load_model(onnx_dirs["dream"], logit_shift=1)
     positions = load_model(onnx_dirs["mlm"]).config.extra["onnx"]["max_positions"]
@@ -108,6 +106,22 @@ def test_settings_built_into_the_graph_cannot_be_overridden(onnx_dirs):
         load_model(onnx_dirs["mlm"], max_document_length=positions)
     with pytest.raises(TypeError):
         load_model(onnx_dirs["mlm"], dtype="float16")
+
+
+def test_terms_per_slot_is_applied_on_the_host_and_can_be_changed_at_load(onnx_dirs, tiny_model_dirs):
+    """The per-slot top-k runs on the host: an export takes any terms_per_slot, as the torch runtime does."""
+    texts = ["Vitamin D deficiency is associated with bone fractures and weak muscles in adults."]
+    wide, narrow = (load_model(onnx_dirs["mlm"], terms_per_slot=t).encode_documents(texts) for t in (128, 2))
+    torch_narrow = load_model(tiny_model_dirs["mlm"], backbone="mlm", runtime="torch", terms_per_slot=2,
+                              k_doc=narrow.slots.shape[1]).encode_documents(texts)
+    assert len(narrow.impact[0]) < len(wide.impact[0])
+    assert set(narrow.impact[0]) == set(torch_narrow.impact[0])
+
+
+def test_stop_truncation_needs_the_rule_in_the_graph(onnx_dirs):
+    assert "stop_truncation" not in load_model(onnx_dirs["mlm"]).spec.record.inputs
+    with pytest.raises(ValueError, match="stop_truncation=True needs the stop-token rule in the graph"):
+        load_model(onnx_dirs["mlm"], stop_truncation=True)
 
 
 def test_lengths_past_the_position_table_fail_before_onnxruntime(onnx_dirs, monkeypatch):
@@ -130,12 +144,11 @@ def test_lengths_past_the_position_table_fail_before_onnxruntime(onnx_dirs, monk
 
 # -- damaged and incomplete folders --------------------------------------------------------------------------
 def _without_checksums(folder):
-    """The folder as an export made before records had checksums (format 2): only sizes are checked, so the
-    later checks (tokenizer, graph, slot layout) are reached. Checksums: tests/runtimes/test_checksums.py."""
+    """The folder with the checksums taken out of its record: only sizes are checked, so the later checks
+    (tokenizer, graph, slot layout) are reached. Checksums: tests/runtimes/test_checksums.py."""
     path = folder / CONFIG_NAME
     data = json.loads(path.read_text())
     del data["extra"]["onnx"]["sha256"]
-    data["extra"]["onnx"]["format"] = 2
     path.write_text(json.dumps(data))
 
 

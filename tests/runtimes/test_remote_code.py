@@ -50,11 +50,10 @@ def _remote_folder(onnx_copy, tmp_path: Path, name: str, tokenizer_class: str, c
     config = json.loads(path.read_text(encoding="utf-8"))
     config.update(auto_map={"AutoTokenizer": [None, "evil_tokenizer.EvilTokenizer"]}, tokenizer_class=tokenizer_class)
     path.write_text(json.dumps(config), encoding="utf-8")
-    if not checksums:  # an export made before records had checksums: only the tokenizer rules stand guard
+    if not checksums:  # a record whose checksums were taken out: only the tokenizer rules stand guard
         record_path = folder / CONFIG_NAME
         data = json.loads(record_path.read_text(encoding="utf-8"))
         del data["extra"]["onnx"]["sha256"]
-        data["extra"]["onnx"]["format"] = 2
         record_path.write_text(json.dumps(data), encoding="utf-8")
     return folder, marker
 
