@@ -166,3 +166,13 @@ def test_real_weights_splade_tiny(splade_tiny_dir, monkeypatch):
     unrestricted = model.encode_documents(TEXTS, titles=["Aspirin", "", "", "Vitamin D"])
     assert all(unrestricted.impact)
     assert all(type(v) is int and v > 0 for impact in unrestricted.impact for v in impact.values())
+
+
+def test_stop_truncation_needs_the_rule_the_model_was_loaded_with(tiny_model_dirs):
+    """A fine-tuned-style load has no stop-token rule (no whole-vocabulary head); turning the setting on
+    afterwards is refused with the way out, not silently ignored."""
+    model = load_model(tiny_model_dirs["mlm"], backbone="mlm", runtime="torch")
+    assert not model.runtime.module.stop_rule
+    model.config.stop_truncation = True
+    with pytest.raises(ValueError, match="load it with stop_truncation=True"):
+        model.encode_queries(["bone fractures"])

@@ -109,7 +109,8 @@ class OnnxRuntime:
             "stop_truncation": self._stop[bool(stop_truncation)],
         }
         if stop_truncation and "stop_truncation" not in self.input_names:
-            raise ValueError("stop_truncation was asked for, but this graph was exported without the stop-token rule")
+            raise ValueError("stop_truncation was asked for, but this graph was exported without the stop-token rule; "
+                             "export the model again with stop_truncation=True")
         # stop_truncation is an input only of graphs with the stop-token rule built in.
         return {name: value for name, value in feeds.items() if name in self.input_names}
 

@@ -94,7 +94,8 @@ class TorchRuntime:
     @torch.inference_mode()
     def run(self, batch: EncodedBatch, content_ids: np.ndarray, stop_truncation: bool) -> tuple[np.ndarray, np.ndarray]:
         if stop_truncation and not self.module.stop_rule:
-            raise ValueError("stop_truncation was asked for, but this runtime was built without the stop-token rule")
+            raise ValueError("stop_truncation was asked for, but this model was loaded without the stop-token rule; "
+                             "load it with stop_truncation=True")
         to = lambda a: torch.from_numpy(a).to(self.device)  # noqa: E731
         vectors, scores = self.module(
             to(batch.input_ids),
