@@ -217,12 +217,19 @@ def patch_impact_searcher(module) -> None:
     cls.batch_search = batch_search
 
 
+def _unpatched_static(cls, name: str):
+    """The function behind ``cls``'s staticmethod ``name``; None when it is missing or already ours."""
+    method = cls.__dict__.get(name)
+    if method is None or getattr(method.__func__, "__diffret__", False):
+        return None
+    return method.__func__
+
+
 def patch_faiss_searcher(module) -> None:
     cls = module.FaissSearcher
-    original = cls.__dict__.get("_init_encoder_from_str")
-    if original is None or getattr(original.__func__, "__diffret__", False):
+    original = _unpatched_static(cls, "_init_encoder_from_str")
+    if original is None:
         return
-    original = original.__func__
 
     @functools.wraps(original)
     def _init_encoder_from_str(encoder):
@@ -494,10 +501,9 @@ def _all_equal(hits: dict[str, float]) -> bool:
 
 def patch_hybrid_searcher(module) -> None:
     cls = module.HybridSearcher
-    original = cls.__dict__.get("_hybrid_results")
-    if original is None or getattr(original.__func__, "__diffret__", False):
+    original = _unpatched_static(cls, "_hybrid_results")
+    if original is None:
         return
-    original = original.__func__
     result = module.DenseSearchResult
 
     @functools.wraps(original)
