@@ -97,27 +97,27 @@ def make_texts(n: int) -> list[str]:
     return [" ".join(base[(i + j) % len(base)] for j in range(12)) + f" ({i})" for i in range(n)]
 
 
-def time_run(runtime, batch, mask, repeats: int, sync) -> float:
+def time_run(runtime, batch, content_ids, repeats: int, sync) -> float:
     for _ in range(3):
-        runtime.run(batch, mask, False)
+        runtime.run(batch, content_ids, False)
     sync()
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        runtime.run(batch, mask, False)
+        runtime.run(batch, content_ids, False)
         sync()
         best = min(best, time.perf_counter() - start)
     return best
 
 
-def attention_kernels(folder: Path, model, batch, mask) -> list[str]:
+def attention_kernels(folder: Path, model, batch, content_ids) -> list[str]:
     """Which MultiHeadAttention kernel onnxruntime picks (its debug switch prints it to fd 1)."""
     from pyserini_diffret.runtimes.onnx_runtime import make_session  # noqa: PLC0415
 
     os.environ["ORT_ENABLE_ATTENTION_KERNEL_DEBUG_INFO"] = "1"
     try:
         session = make_session(folder / "model.onnx", device="cuda")
-        feeds = model.runtime.feeds(batch, mask, False)
+        feeds = model.runtime.feeds(batch, content_ids, False)
         with tempfile.TemporaryFile(mode="w+") as capture:
             sys.stdout.flush()
             saved = os.dup(1)
@@ -135,7 +135,7 @@ def attention_kernels(folder: Path, model, batch, mask) -> list[str]:
         os.environ.pop("ORT_ENABLE_ATTENTION_KERNEL_DEBUG_INFO", None)
 
 
-def session_diagnostics(folder: Path, model, batch, mask, work: Path, cuda: bool) -> dict:
+def session_diagnostics(folder: Path, model, batch, content_ids, work: Path, cuda: bool) -> dict:
     """The graph onnxruntime really runs on CUDA (op counts after its own fusions) and where the time goes."""
     import collections  # noqa: PLC0415
 
@@ -151,7 +151,7 @@ def session_diagnostics(folder: Path, model, batch, mask, work: Path, cuda: bool
     options.log_severity_level = 3
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
     session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=providers)
-    feeds = model.runtime.feeds(batch, mask, False)
+    feeds = model.runtime.feeds(batch, content_ids, False)
     for _ in range(3):
         session.run(None, feeds)
     trace = json.loads(Path(session.end_profiling()).read_text())
@@ -219,10 +219,10 @@ def main() -> int:
                                 dtype="float16" if on_gpu else "float32", k_doc=args.k, batch_size=args.batch,
                                 max_document_length=max_text)
         batch = torch_fp16.prompts.build(texts, "document", args.k)
-        mask = torch_fp16.content.mask(texts)
+        content_ids = torch_fp16.content.ids(texts)
         length = batch.input_ids.shape[1]
         print(f"batch {args.batch} x {length} tokens (text <= {max_text}), K = {args.k}", flush=True)
-        seconds = time_run(torch_fp16.runtime, batch, mask, args.repeats, sync)
+        seconds = time_run(torch_fp16.runtime, batch, content_ids, args.repeats, sync)
         torch_name = f"torch {'fp16' if on_gpu else 'fp32'} (SDPA)"
         results["runs"][torch_name] = {"seconds": seconds, "docs_per_s": args.batch / seconds}
         print(f"  {torch_name}: {seconds * 1000:.1f} ms per batch, {args.batch / seconds:.0f} docs/s", flush=True)
@@ -238,7 +238,7 @@ def main() -> int:
             print(f"exported {variant} in {export_s:.0f} s: attention {result.record.attention}; fusions {fusions}",
                   flush=True)
             model = load_model(result.path, device=device, batch_size=args.batch)
-            seconds = time_run(model.runtime, batch, mask, args.repeats, sync)
+            seconds = time_run(model.runtime, batch, content_ids, args.repeats, sync)
             name = f"onnxruntime {precision} ({variant})"
             results["runs"][name] = {"seconds": seconds, "docs_per_s": args.batch / seconds,
                                      "export_seconds": export_s, "fusions": result.record.fusions,
@@ -253,13 +253,13 @@ def main() -> int:
                       f"{sum(s.impact_entries for s in report.sides)} -> {'PASS' if report.passed else 'FAIL'}",
                       flush=True)
             try:
-                diagnostics = session_diagnostics(result.path, model, batch, mask, tmp / f"diag-{variant}", on_gpu)
+                diagnostics = session_diagnostics(result.path, model, batch, content_ids, tmp / f"diag-{variant}", on_gpu)
                 results["runs"][name]["diagnostics"] = diagnostics
                 print(f"    onnxruntime's graph: {diagnostics['optimized_ops']}", flush=True)
                 print(f"    kernel time {diagnostics['kernel_ms_per_run']} ms/run: {diagnostics['kernel_time_share']} "
                       f"by provider {diagnostics['provider_time_share']}", flush=True)
                 if on_gpu and variant == "fused":
-                    results["attention_kernels"] = attention_kernels(result.path, model, batch, mask)
+                    results["attention_kernels"] = attention_kernels(result.path, model, batch, content_ids)
                     print("    attention kernel: " + " | ".join(results["attention_kernels"]), flush=True)
             except Exception as error:  # noqa: BLE001 - a diagnostic only
                 print(f"    (diagnostics failed: {type(error).__name__}: {error})", flush=True)

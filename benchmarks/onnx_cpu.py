@@ -57,9 +57,9 @@ def bench_model(label: str, source: Path, work: Path, passages, queries, args, b
         reference = models["torch fp32"]
         k = reference.k_doc if side == "document" else reference.k_query
         chunks = [texts[i:i + args.batch_size] for i in range(0, len(texts), args.batch_size)]
-        batches = [(reference.prompts.build(c, side, k), reference.content.mask(c)) for c in chunks]
+        batches = [(reference.prompts.build(c, side, k), reference.content.ids(c)) for c in chunks]
         stop = reference.config.stop_truncation
-        graph = {name: (lambda m=m: [m.runtime.run(b, mask, stop) for b, mask in batches]) for name, m in models.items()}
+        graph = {name: (lambda m=m: [m.runtime.run(b, ids, stop) for b, ids in batches]) for name, m in models.items()}
         encode = {name: (lambda m=m: (m.encode_documents if side == "document" else m.encode_queries)(texts))
                   for name, m in models.items()}
         graph_best = interleaved_best(graph, args.repeats)
