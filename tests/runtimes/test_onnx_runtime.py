@@ -72,6 +72,21 @@ def test_alone_equals_batched_and_extra_padding_changes_nothing(onnx_dirs):
         np.testing.assert_allclose(alone.slots[0], batched.slots[i], atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["mlm", "dream"])
+def test_texts_without_content_words_get_no_impacts_and_change_no_neighbour(onnx_dirs, tiny_model_dirs, name):
+    """A text of stopwords only has no content ids (a row of padding): empty impacts, in a batch or alone,
+    and the other texts' impacts are what they are alone; the torch runtime agrees."""
+    texts = ["the of and", "Aspirin reduces the risk of heart attack.", "it is what it is"]
+    model = load_model(onnx_dirs[name])
+    batched = model.encode_documents(texts)
+    assert batched.impact[0] == {} and batched.impact[2] == {} and batched.impact[1]
+    assert model.encode_documents([texts[0]]).impact == [{}]
+    alone = model.encode_documents([texts[1]]).impact[0]
+    assert set(alone) == set(batched.impact[1])
+    torch_model = load_model(tiny_model_dirs[name], backbone=name, runtime="torch")
+    assert [set(i) for i in torch_model.encode_documents(texts).impact] == [set(i) for i in batched.impact]
+
+
 def test_stop_truncation_is_a_graph_input(onnx_dirs, tiny_model_dirs):
     for flag in (False, True):
         onnx_model = load_model(onnx_dirs["llada"], stop_truncation=flag)
