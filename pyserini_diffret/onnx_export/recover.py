@@ -7,6 +7,9 @@ output column after dynamic quantisation), and the tied word embeddings as int8 
 named by its node, which carries the module path of the trace (``/bert/encoder/layer.0/attention/self/query/
 MatMul`` -> ``bert.encoder.layer.0.attention.self.query.weight``). The result is checked against the graph on sample texts before it
 is used. int8 exports give the dequantised weights: a starting point for training, not a copy of the source.
+Exports of every record format are read, also those this version no longer runs (formats 1-3, whose LM head
+was read over the whole vocabulary): recovering them and exporting again is how such a folder is brought up
+to date when its Hugging Face folder is gone.
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from pyserini_diffret.core.config import RetrieverConfig
-from pyserini_diffret.core.record import RECORD_KEY, ExportRecord, ModelFolderError
+from pyserini_diffret.core.record import GRAPH_NAME, RECORD_KEY, ModelFolderError
 
 TIED = "tied_embedding/"
 SAMPLE_TEXTS = ("Aspirin reduces the risk of heart attack in adults.", "Supersonic flow over a swept wing.",
@@ -31,13 +34,19 @@ def recover_weights(export_dir: str | Path, output: str | Path) -> Path:
 
     export_dir, output = Path(export_dir), Path(output)
     settings = RetrieverConfig.load(export_dir)
-    record = ExportRecord.from_dict(settings.extra.get(RECORD_KEY), str(export_dir))
-    model_type = record.model_type
+    # Read leniently: exports of every record format are recovered, also those this version no longer runs.
+    record = settings.extra.get(RECORD_KEY)
+    if settings.runtime != "onnx" or not isinstance(record, dict):
+        raise ModelFolderError(f"{export_dir}: not an exported ONNX model folder (no export record)")
+    model_type = str(record.get("model_type", ""))
     if settings.backbone != "mlm" or model_type not in ("bert", ""):
         raise ModelFolderError(f"{export_dir}: torch weights can be recovered from exported BERT masked LMs only "
                                f"(this is a {settings.backbone!r} / {model_type or 'unknown'!r} export); train from the "
                                "Hugging Face folder it was exported from")
-    graph = onnx.load(str(export_dir / record.graph)).graph
+    graph_path = export_dir / str(record.get("graph", GRAPH_NAME))
+    if not graph_path.is_file():
+        raise ModelFolderError(f"{export_dir}: incomplete export: {graph_path.name} is missing")
+    graph = onnx.load(str(graph_path)).graph
     values = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
     consumers: dict[str, list] = {}
     for node in graph.node:
@@ -47,7 +56,7 @@ def recover_weights(export_dir: str | Path, output: str | Path) -> Path:
     weights = _weights_by_position(graph, values, consumers)
     config = _bert_config(graph, weights, settings)
     _save(weights, config, export_dir, output, settings)
-    _check(export_dir, output)
+    _check(graph_path, output)
     return output
 
 
@@ -170,14 +179,35 @@ def _save(weights: dict[str, np.ndarray], config: dict, export_dir: Path, output
     (output / "recovered.json").write_text(json.dumps({"export": str(export_dir), "config": config}, indent=2) + "\n")
 
 
-def _check(export_dir: Path, output: Path) -> None:
+def _check(graph_path: Path, output: Path) -> None:
+    """The recovered torch model's slot vectors against the graph's, on one batch of sample texts. The graph
+    runs in onnxruntime directly, fed whichever inputs it declares (a graph of an earlier record format reads
+    a vocabulary mask where the current one reads content ids), so that old exports can be recovered too."""
+    import onnxruntime as ort  # noqa: PLC0415
+
     from pyserini_diffret import load_model  # noqa: PLC0415
 
-    graph = load_model(export_dir).encode_documents(list(SAMPLE_TEXTS)).slots
-    torch_slots = load_model(output).encode_documents(list(SAMPLE_TEXTS)).slots
-    a = graph / np.linalg.norm(graph, axis=-1, keepdims=True)
+    model = load_model(output)
+    texts = list(SAMPLE_TEXTS)
+    batch = model.prompts.build(texts, "document", model.k_doc)
+    content_ids = model.content.ids(texts)
+    torch_slots = model.runtime.run(batch, content_ids, False)[0]
+    available = {
+        "input_ids": batch.input_ids, "attention_mask": batch.attention_mask,
+        "slot_offsets": np.arange(batch.num_slots, dtype=np.int64), "content_ids": content_ids,
+        "content_mask": model.content.mask(texts), "stop_truncation": np.array(False),
+    }
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # older graphs carry stale shape annotations onnxruntime warns about
+    session = ort.InferenceSession(str(graph_path), options, providers=["CPUExecutionProvider"])
+    unknown = [i.name for i in session.get_inputs() if i.name not in available]
+    if unknown:
+        raise ModelFolderError(f"{graph_path}: graph inputs {unknown} are not those of our exports")
+    graph_slots = session.run(["slot_vectors"], {i.name: available[i.name] for i in session.get_inputs()})[0]
+    a = graph_slots / np.linalg.norm(graph_slots, axis=-1, keepdims=True)
     b = torch_slots / np.linalg.norm(torch_slots, axis=-1, keepdims=True)
     worst = float((a * b).sum(-1).min())
     if worst < MIN_COSINE:
-        raise ModelFolderError(f"{export_dir}: the recovered torch weights disagree with the graph (slot cosine "
-                               f"{worst:.4f} < {MIN_COSINE}); train from the Hugging Face folder it was exported from")
+        raise ModelFolderError(f"{graph_path.parent}: the recovered torch weights disagree with the graph (slot "
+                               f"cosine {worst:.4f} < {MIN_COSINE}); train from the Hugging Face folder it was "
+                               "exported from")
