@@ -75,3 +75,20 @@ def test_a_wrong_mapping_is_refused(source, tmp_path, monkeypatch):
     monkeypatch.setattr(recover, "_save", swapped)
     with pytest.raises(ModelFolderError, match="disagree with the graph"):
         recover_weights(export, tmp_path / "recovered")
+
+
+def test_an_export_this_version_no_longer_runs_is_still_recovered(source, tmp_path):
+    """Recovery is the way to bring an old export up to date (the load error for formats 1-3 says so): the
+    record is read leniently and the check runs the graph itself, never ``load_model`` on the export."""
+    from pyserini_diffret.core.config import CONFIG_NAME
+
+    export = export_model(source, tmp_path / "export", precision="fp32", backbone="mlm")
+    path = export / CONFIG_NAME
+    data = json.loads(path.read_text())
+    data["extra"]["onnx"]["format"] = 3
+    path.write_text(json.dumps(data))
+    with pytest.raises(ModelFolderError, match="export record format 3"):
+        load_model(export)
+    recovered = recover_weights(export, tmp_path / "recovered")
+    original, back = load_file(str(source / "model.safetensors")), load_file(str(recovered / "model.safetensors"))
+    assert all(torch.allclose(original[n].float(), back[n], atol=1e-6) for n in original if n in back)
