@@ -183,7 +183,6 @@ def main() -> int:
     args = parser.parse_args()
     stand_in = _nltk_stand_in()
 
-    import numpy as np  # noqa: PLC0415
     import onnxruntime as ort  # noqa: PLC0415
     import torch  # noqa: PLC0415
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import json
 import shutil
 import tempfile
 import warnings
@@ -41,7 +40,6 @@ from pyserini_diffret.core.record import (
     RECORD_KEY,
     WEIGHT_ONLY_PRECISIONS,
     ExportRecord,
-    ModelFolderError,
     folder_checksums,
 )
 from pyserini_diffret.core.spec import ONE_PASS_BACKBONES
